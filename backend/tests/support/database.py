@@ -95,7 +95,8 @@ def test_cluster() -> Iterator[TestCluster]:
 
     with tempfile.TemporaryDirectory(prefix="tasks-api-test-pg-") as tmp:
         data_dir = Path(tmp) / "data"
-        os.chmod(tmp, 0o755)  # the server runs as its own system user when we are root
+        # The server runs as its own system user when we are root: it must reach its dir.
+        os.chmod(tmp, 0o755)  # noqa: S103
         server = EmbeddedPostgres(data_dir)
         try:
             yield TestCluster(server.url())
