@@ -19,7 +19,9 @@ async def get_token_user_id(
     if credentials is None:
         raise MissingToken
     verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier.verify(credentials.credentials)
+    user_id = await verifier.verify(credentials.credentials)
+    request.state.user_id = user_id  # the access log keeps only a keyed hash of it
+    return user_id
 
 
 async def get_current_user_id(

@@ -1,12 +1,16 @@
 """Bearer token verification with PyJWT: algorithms pinned per key type, claims checked."""
 
+from typing import Any
+
 import jwt
 
+from tasks_api.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
 from tasks_api.config import Settings
 from tasks_api.errors import Unauthorized
 
 # Larger tokens are rejected before any parsing; real ones are well under 2 KB.
 MAX_TOKEN_LENGTH = 8192
+MAX_KID_LENGTH = 256
 MAX_USER_ID_LENGTH = 255
 HMAC_ALGORITHMS = frozenset({"HS256"})
 
@@ -29,8 +33,18 @@ class MissingToken(Unauthorized):
 
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
+        allowed = frozenset(settings.jwt_algorithms)
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        self._hmac_algorithms = sorted(HMAC_ALGORITHMS.intersection(settings.jwt_algorithms))
+        self._hmac_algorithms = HMAC_ALGORITHMS & allowed if self._secret else frozenset()
+        self._jwks: JwksCache | None = None
+        if settings.jwks_url and ASYMMETRIC_ALGORITHMS & allowed:
+            self._jwks = JwksCache(
+                settings.jwks_url,
+                algorithms=allowed,
+                timeout=settings.jwks_timeout_seconds,
+                refresh_interval=settings.jwks_refresh_interval_seconds,
+                max_age=settings.jwks_cache_seconds,
+            )
         self._user_claim = settings.jwt_user_id_claim
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -40,26 +54,23 @@ class TokenVerifier:
             # Without a configured audience an `aud` claim is not ours to judge.
             "verify_aud": self._audience is not None,
             "verify_iss": self._issuer is not None,
+            "enforce_minimum_key_length": True,
         }
 
-    def verify(self, token: str) -> str:
-        """Return the user id the token speaks for, or raise a 401 error."""
+    async def verify(self, token: str) -> str:
+        """Return the user id the token speaks for, or raise a 401 (or 503) error."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidToken from None
-        algorithm = header.get("alg")
-        # The secret is only ever used for HMAC algorithms: never `none`, never an
-        # asymmetric algorithm whose public key could be passed off as an HMAC secret.
-        if self._secret is None or algorithm not in self._hmac_algorithms:
-            raise InvalidToken
+        algorithm, key = await self._key_for(header)
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=self._hmac_algorithms,
+                key,
+                algorithms=[algorithm],
                 options=self._options,
                 audience=self._audience,
                 issuer=self._issuer,
@@ -71,8 +82,35 @@ class TokenVerifier:
             raise InvalidToken from None
         return self._user_id(claims)
 
+    async def _key_for(self, header: dict[str, Any]) -> tuple[str, str | jwt.PyJWK]:
+        """The one key that may verify this token, chosen by its algorithm's key type.
+
+        The secret only ever verifies HMAC tokens and JWKS keys only asymmetric ones, so a
+        public key can never be passed off as an HMAC secret, and `none` matches nothing.
+        Only `alg` and `kid` are read: `jku`, `x5u`, `x5c` and `jwk` would let the token
+        name its own key, so they are ignored.
+        """
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str):
+            raise InvalidToken
+        if self._secret is not None and algorithm in self._hmac_algorithms:
+            return algorithm, self._secret
+        if self._jwks is None or algorithm not in self._jwks.algorithms:
+            raise InvalidToken
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
+            raise InvalidToken
+        key = await self._jwks.get(kid, algorithm)
+        if key is None:
+            raise InvalidToken
+        return algorithm, key
+
     def _user_id(self, claims: dict[str, object]) -> str:
         user_id = claims.get(self._user_claim)
         if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
             raise InvalidToken
         return user_id
+
+    async def aclose(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.aclose()
