@@ -1,0 +1,128 @@
+"""The query string of the task list: filters, sort, page size and cursor."""
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator
+from sqlmodel import Field, SQLModel
+
+from tasks_api.models.task import DESCRIPTION_MAX, TAGS_MAX, Priority
+from tasks_api.schemas.task import Tag
+
+
+class TaskStatus(StrEnum):
+    all = "all"
+    pending = "pending"
+    completed = "completed"
+
+
+class TaskSort(StrEnum):
+    created = "created"
+    updated = "updated"
+    due_date = "due_date"
+    priority = "priority"
+    title = "title"
+
+
+class SortOrder(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
+# Each sort's natural direction: newest first, soonest due first, high first, A to Z.
+DEFAULT_ORDER = {
+    TaskSort.created: SortOrder.desc,
+    TaskSort.updated: SortOrder.desc,
+    TaskSort.due_date: SortOrder.asc,
+    TaskSort.priority: SortOrder.desc,
+    TaskSort.title: SortOrder.asc,
+}
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|(?P<sign>[+\- ])\d{2}:\d{2})"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    # Pydantic alone would take Unix seconds and bare dates too; the contract says RFC 3339.
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-12-01T17:00:00Z")
+    if match["sign"] == " ":
+        # An unencoded "+02:00" reaches us as " 02:00": a query string's + means a space.
+        value = f"{value[: match.start('sign')]}+{value[match.end('sign') :]}"
+    return value
+
+
+QueryTimestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+
+class TaskListQuery(SQLModel):
+    # Unknown parameters are ignored, as the contract says: a client may send more.
+    model_config = ConfigDict(extra="ignore")
+
+    status: TaskStatus = Field(default=TaskStatus.all, description="all, pending or completed.")
+    priority: Priority | None = Field(default=None, description="Only tasks of this priority.")
+    tag: list[Tag] = Field(
+        default_factory=list,
+        max_length=TAGS_MAX,
+        description="Repeatable: a task must carry every tag given.",
+    )
+    q: str | None = Field(
+        default=None,
+        max_length=DESCRIPTION_MAX,
+        description="Case-insensitive substring of the title or the description.",
+    )
+    due_before: QueryTimestamp | None = Field(
+        default=None, description="Due strictly before this RFC 3339 time; undated never match."
+    )
+    due_after: QueryTimestamp | None = Field(
+        default=None, description="Due strictly after this RFC 3339 time; undated never match."
+    )
+    updated_since: QueryTimestamp | None = Field(
+        default=None, description="Changed at or after this RFC 3339 time."
+    )
+    sort: TaskSort = Field(
+        default=TaskSort.created,
+        description="Title sorts case-insensitively; every sort breaks ties on id.",
+    )
+    order: SortOrder | None = Field(
+        default=None,
+        description="Default per sort: desc for created/updated/priority, asc for due_date/title."
+        " Undated tasks come last in both orders of due_date.",
+    )
+    limit: int = Field(default=100, ge=1, le=1000, description="Page size.")
+    cursor: str | None = Field(
+        default=None, max_length=8192, description="`meta.next_cursor` of the previous page."
+    )
+
+    @field_validator("q")
+    @classmethod
+    def _empty_q_is_no_filter(cls, value: str | None) -> str | None:
+        # Every title contains the empty string, so `q=` (an empty search box) filters nothing.
+        return value or None
+
+    @property
+    def effective_order(self) -> SortOrder:
+        return self.order or DEFAULT_ORDER[self.sort]
+
+    def binding(self) -> dict[str, Any]:
+        """What a cursor is bound to: everything that shapes the list, but not the page size."""
+        return {
+            "status": self.status,
+            "priority": self.priority,
+            "tag": sorted(set(self.tag)),
+            "q": self.q,
+            "due_before": _utc(self.due_before),
+            "due_after": _utc(self.due_after),
+            "updated_since": _utc(self.updated_since),
+            "sort": self.sort,
+            "order": self.effective_order,
+        }
+
+
+def _utc(value: datetime | None) -> str | None:
+    # The same instant written with another offset is the same query.
+    return None if value is None else value.astimezone(UTC).isoformat()
