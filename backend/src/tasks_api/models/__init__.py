@@ -9,6 +9,7 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
+from tasks_api.models.idempotency_key import IdempotencyKey  # noqa: E402
 from tasks_api.models.task import Priority, Task  # noqa: E402
 
-__all__ = ["Priority", "SQLModel", "Task"]
+__all__ = ["IdempotencyKey", "Priority", "SQLModel", "Task"]

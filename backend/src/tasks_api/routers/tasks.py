@@ -8,7 +8,10 @@ from sqlalchemy import RowMapping
 from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.database import SessionDep
 from tasks_api.errors import (
+    AppError,
+    Conflict,
     Forbidden,
+    IdempotencyKeyReused,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
@@ -17,18 +20,23 @@ from tasks_api.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from tasks_api.models.idempotency_key import KEY_MAX
 from tasks_api.responses import success
 from tasks_api.routers._body import json_body
 from tasks_api.routers._conditional import accepted_versions, etag, none_match
-from tasks_api.routers._openapi import error_responses, json_request_body
+from tasks_api.routers._openapi import error_responses, json_request_body, success_headers
 from tasks_api.schemas.envelope import Envelope, ListEnvelope
 from tasks_api.schemas.task import TaskComplete, TaskCreate, TaskPublic, TaskStats, TaskUpdate
-from tasks_api.services import task_service
+from tasks_api.schemas.task_query import TaskListQuery
+from tasks_api.services import idempotency_service, task_service
+from tasks_api.services.cursor import CursorSigner
 
 router = APIRouter(
     prefix="/api/{user_id}",
     tags=["tasks"],
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed, ServiceUnavailable),
+    responses=error_responses(
+        Unauthorized, Forbidden, ValidationFailed, ServiceUnavailable, AppError
+    ),
 )
 
 IfMatch = Annotated[str | None, Header(description="An ETag of the task: write only if current.")]
@@ -39,24 +47,50 @@ def _task(request: Request, task: RowMapping, status_code: int = 200) -> Respons
     return success(request, dict(task), status_code=status_code, headers={"ETag": etag(task)})
 
 
+def _cursor_signer(request: Request) -> CursorSigner:
+    return CursorSigner.from_settings(request.app.state.settings)
+
+
 @router.get("/tasks", response_model=ListEnvelope[TaskPublic], name="list_tasks")
 async def list_tasks(
     request: Request,
     user_id: CurrentUserId,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    query: Annotated[TaskListQuery, Query()],
+    signer: Annotated[CursorSigner, Depends(_cursor_signer)],
 ) -> Response:
-    """List your tasks, newest first."""
-    tasks = await task_service.list_tasks(session, user_id, limit)
-    meta = {"limit": limit, "has_more": False, "next_cursor": None, "total": len(tasks)}
-    return success(request, [dict(task) for task in tasks], meta=meta)
+    """List your tasks: filters, a sort, and pages that follow `meta.next_cursor`."""
+    tasks, meta = await task_service.list_tasks(session, user_id, query, signer)
+    return success(request, tasks, meta=meta)
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=KEY_MAX,
+        description="Makes the create safe to retry (1-255 characters of your choice, e.g. a "
+        "UUID; yours alone, remembered at least 24 hours). Sent again with the same body, it "
+        "replays the first 201 and creates nothing; with another body it is a 422; while the "
+        "first request is still running, a 409.",
+    ),
+]
+_CREATED = success_headers(
+    201,
+    "Location",
+    "ETag",
+    "Idempotent-Replayed",
+    description="Created; or, for a repeated Idempotency-Key, the first 201 replayed.",
+)
 
 
 @router.post(
     "/tasks",
     status_code=201,
     response_model=Envelope[TaskPublic],
-    responses=error_responses(PayloadTooLarge, UnsupportedMediaType),
+    responses=_CREATED
+    | error_responses(Conflict, PayloadTooLarge, UnsupportedMediaType, IdempotencyKeyReused),
     openapi_extra=json_request_body(TaskCreate),
     name="create_task",
 )
@@ -65,18 +99,22 @@ async def create_task(
     user_id: CurrentUserId,
     session: SessionDep,
     payload: Annotated[TaskCreate, Depends(json_body(TaskCreate))],
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Create a task."""
-    task = await task_service.create(session, user_id, payload)
+    """Create a task; with an Idempotency-Key, retrying it never creates a second one."""
+    task, replayed = await idempotency_service.create(session, user_id, payload, idempotency_key)
     response = _task(request, task, status_code=201)
     response.headers["Location"] = f"/api/{quote(user_id, safe='')}/tasks/{task['id']}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
 @router.get(
     "/tasks/{task_id}",
     response_model=Envelope[TaskPublic],
-    responses={304: {"description": "Not modified: If-None-Match names the current ETag."}}
+    responses=success_headers(200, "ETag")
+    | success_headers(304, "ETag", description="Not modified: If-None-Match names the ETag.")
     | error_responses(NotFound),
     name="get_task",
 )
@@ -98,14 +136,14 @@ async def get_task(
 @router.put(
     "/tasks/{task_id}",
     response_model=Envelope[TaskPublic],
-    responses=_WRITE_ERRORS,
+    responses=success_headers(200, "ETag") | _WRITE_ERRORS,
     openapi_extra=json_request_body(TaskUpdate),
     name="update_task",
 )
 @router.patch(
     "/tasks/{task_id}",
     response_model=Envelope[TaskPublic],
-    responses=_WRITE_ERRORS,
+    responses=success_headers(200, "ETag") | _WRITE_ERRORS,
     openapi_extra=json_request_body(TaskUpdate),
     name="patch_task",
 )
@@ -126,7 +164,7 @@ async def update_task(
 @router.patch(
     "/tasks/{task_id}/complete",
     response_model=Envelope[TaskPublic],
-    responses=_WRITE_ERRORS,
+    responses=success_headers(200, "ETag") | _WRITE_ERRORS,
     openapi_extra=json_request_body(TaskComplete, required=False),
     name="complete_task",
 )

@@ -1,6 +1,6 @@
 """Business rules of tasks: ids, completion, optimistic concurrency."""
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
@@ -8,10 +8,12 @@ from sqlalchemy import RowMapping, case, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from tasks_api.errors import NotFound, PreconditionFailed
+from tasks_api.errors import NotFound, PreconditionFailed, ValidationFailed
 from tasks_api.models.task import Task
 from tasks_api.repositories import task_repository
 from tasks_api.schemas.task import TaskCreate, TaskUpdate
+from tasks_api.schemas.task_query import TaskListQuery
+from tasks_api.services.cursor import CursorSigner
 
 _completed_at = Task.__table__.c.completed_at
 _is_completed = Task.__table__.c.is_completed
@@ -24,19 +26,49 @@ async def get(session: AsyncSession, user_id: str, task_id: UUID) -> RowMapping:
     return task
 
 
-async def list_tasks(session: AsyncSession, user_id: str, limit: int) -> Sequence[RowMapping]:
-    return await task_repository.list_page(session, user_id, limit)
+_BAD_CURSOR = (
+    "is not a cursor of this list: pass the next_cursor of the previous page, with the "
+    "same filters, sort and order"
+)
 
 
-async def create(session: AsyncSession, user_id: str, payload: TaskCreate) -> RowMapping:
-    values = payload.model_dump()
-    values |= {
+async def list_tasks(
+    session: AsyncSession, user_id: str, query: TaskListQuery, signer: CursorSigner
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A page of the user's tasks and its meta; cursors only continue their own query."""
+    scope = {"user_id": user_id, "query": query.binding()}
+    after = None
+    if query.cursor is not None:
+        try:
+            segment, values = signer.decode(scope, query.cursor)
+            after = task_repository.parse_position(query, segment, values)
+        except (ValueError, TypeError) as error:
+            raise ValidationFailed.field("cursor", _BAD_CURSOR) from error
+    page = await task_repository.list_page(session, user_id, query, after=after)
+    next_cursor = None
+    if page.next_position is not None:
+        next_cursor = signer.encode(scope, page.next_position)
+    meta = {
+        "limit": query.limit,
+        "has_more": next_cursor is not None,
+        "next_cursor": next_cursor,
+        "total": page.total,
+    }
+    return page.tasks, meta
+
+
+def new_task_values(user_id: str, payload: TaskCreate) -> dict[str, Any]:
+    """The row of a new task; shared by the plain and the keyed (idempotent) create."""
+    return payload.model_dump() | {
         "id": uuid7(),
         "user_id": user_id,
         # The transaction's now(), so a task created completed has completed_at == created_at.
         "completed_at": func.now() if payload.is_completed else None,
     }
-    return await task_repository.create(session, values)
+
+
+async def create(session: AsyncSession, user_id: str, payload: TaskCreate) -> RowMapping:
+    return await task_repository.create(session, new_task_values(user_id, payload))
 
 
 async def update(

@@ -1,0 +1,138 @@
+"""The keyed create as one statement: claim the key, insert the task, store its snapshot.
+
+Why one statement, and why each part is there, is in specs/idempotency.md.
+"""
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    LargeBinary,
+    RowMapping,
+    Text,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tasks_api.models.idempotency_key import KEY_RETENTION, IdempotencyKey
+from tasks_api.models.task import Task
+
+keys = IdempotencyKey.__table__
+tasks = Task.__table__
+TASK_COLUMNS = tuple(column.name for column in tasks.c)
+# Expired keys removed per keyed create: bounded work per request, and still more keys
+# removed than added, so a user's backlog shrinks.
+PURGE_BATCH = 100
+
+
+def _typed(name: str, value: Any) -> ColumnElement[Any]:
+    # INSERT ... SELECT does not type its parameters from the target columns, as VALUES does.
+    if isinstance(value, ColumnElement):
+        return value
+    column_type = tasks.c[name].type
+    return cast(literal(value, column_type), column_type)
+
+
+async def create_task_once(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    key: str,
+    request_hash: bytes,
+    lock_id: int,
+    values: dict[str, Any],
+) -> RowMapping:
+    """One round trip. Returns `acquired` (the key's advisory lock), `stored_hash` and
+    `snapshot` (a live key finished earlier), `key_stored` and the new task's columns.
+
+    The task is inserted only under the lock and when no live key is visible; the caller
+    must not commit a task whose key was not stored (`key_stored` false).
+    """
+    expired = keys.c.created_at <= func.now() - KEY_RETENTION
+    this_key = (keys.c.user_id == user_id, keys.c.key == key)
+
+    # Never waits: an in-flight request with this key holds the lock until it ends.
+    lock = (
+        select(func.pg_try_advisory_xact_lock(literal(lock_id, BigInteger)).label("acquired"))
+        .cte("key_lock")
+        .prefix_with("MATERIALIZED")
+    )
+    existing = select(keys.c.request_hash, keys.c.task).where(*this_key, ~expired).cte("existing")
+    created = (
+        insert(tasks)
+        .from_select(
+            list(values),
+            select(*(_typed(name, value) for name, value in values.items())).where(
+                and_(select(lock.c.acquired).scalar_subquery(), ~exists(existing.select()))
+            ),
+            # Server defaults fill the rest (version 1, timestamps), as in the plain insert.
+            include_defaults=False,
+        )
+        .returning(*tasks.c)
+        .cte("created")
+    )
+    row = pg_insert(keys).from_select(
+        ["user_id", "key", "request_hash", "task"],
+        select(
+            created.c.user_id,
+            cast(literal(key), Text),
+            cast(literal(request_hash, LargeBinary), LargeBinary),
+            func.to_jsonb(created.table_valued()),
+        ),
+    )
+    # An expired key of the same name is taken over. A live one that committed after this
+    # statement's snapshot makes the upsert store nothing: the caller then rolls back.
+    stored = (
+        row.on_conflict_do_update(
+            index_elements=[keys.c.user_id, keys.c.key],
+            set_={
+                "request_hash": row.excluded.request_hash,
+                "task": row.excluded.task,
+                "created_at": func.now(),
+            },
+            where=expired,
+        )
+        .returning(keys.c.key)
+        .cte("stored")
+    )
+    # RLS shows only this user's keys, so cleanup is per user. SKIP LOCKED: two creates of
+    # one user never wait on (or deadlock over) each other's purge.
+    purge = (
+        delete(keys)
+        .where(
+            keys.c.user_id == user_id,
+            keys.c.key.in_(
+                select(keys.c.key)
+                .where(keys.c.user_id == user_id, keys.c.key != key, expired)
+                .limit(PURGE_BATCH)
+                .with_for_update(skip_locked=True)
+            ),
+        )
+        .returning(keys.c.key)
+        .cte("purged")
+    )
+    statement = (
+        select(
+            lock.c.acquired,
+            existing.c.request_hash.label("stored_hash"),
+            existing.c.task.label("snapshot"),
+            stored.c.key.is_not(None).label("key_stored"),
+            *created.c,
+        )
+        .select_from(
+            lock.outerjoin(existing, true()).outerjoin(created, true()).outerjoin(stored, true())
+        )
+        .add_cte(purge)
+    )
+    result = await session.execute(statement)
+    return result.mappings().one()
