@@ -56,7 +56,10 @@ def migrate(database_url: str, revision: str = "head") -> None:
 
     from alembic import command
 
-    config = Config(str(BACKEND_DIR / "alembic.ini"))
+    # In a checkout alembic.ini sits next to src/; an installed package (the container
+    # image) finds it in the working directory instead.
+    ini = BACKEND_DIR / "alembic.ini"
+    config = Config(str(ini if ini.exists() else Path.cwd() / "alembic.ini"))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logger"] = False
     command.upgrade(config, revision)
@@ -106,6 +109,10 @@ def _run(args: argparse.Namespace) -> None:
             host=args.host,
             port=args.port,
             log_level=settings.log_level.lower(),
+            # create_app configures logging (JSON in production) and writes one access line
+            # per request with the route template; uvicorn's would log raw paths and queries.
+            log_config=None,
+            access_log=False,
             proxy_headers=True,
         )
     finally:

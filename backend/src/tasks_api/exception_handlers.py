@@ -2,10 +2,12 @@
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from tasks_api import responses
 from tasks_api.errors import (
@@ -18,6 +20,7 @@ from tasks_api.errors import (
 )
 
 logger = logging.getLogger("tasks_api.errors")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _app_error(request: Request, exc: Exception) -> Response:
@@ -30,31 +33,59 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
     return responses.error(request, ValidationFailed(validation_details(exc.errors())))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers (RFC 9110): Starlette's 405 names only the first
+    matching route's, so GET alone for a path that also takes PUT, PATCH and DELETE."""
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    )
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: AppError
     if exc.status_code == 404:
         error = NotFound("No such route.")
     elif exc.status_code == 405:
-        error = MethodNotAllowed(headers=exc.headers)
+        error = MethodNotAllowed(headers={"Allow": _allowed_methods(request)})
     else:
         error = AppError(str(exc.detail))
         error.status_code = exc.status_code  # type: ignore[misc]
     return responses.error(request, error)
 
 
-def _is_unavailable(exc: Exception) -> bool:
+def _is_unavailable(exc: BaseException) -> bool:
     """The database is unreachable, restarting, or too slow: the client may retry."""
-    if isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError):
+    if isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError | sa_exc.DisconnectionError):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-        # 08: connection exception, 57P0x: shutdown / cannot connect now, 57014: timeout,
-        # 53300: too many connections.
-        return sqlstate.startswith(("08", "57P0", "53")) or sqlstate == "57014"
-    return isinstance(exc, sa_exc.InterfaceError | sa_exc.OperationalError)
+        # The driver's own error: SQLAlchemy's adapter keeps asyncpg's as its cause.
+        orig = exc.orig
+        return _is_connection_failure(orig) or _is_connection_failure(
+            getattr(orig, "__cause__", None)
+        )
+    return False
+
+
+def _is_connection_failure(exc: BaseException | None) -> bool:
+    if exc is None:
+        return False
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    # 08: connection exception, 57P0x: shutdown / cannot connect now, 57014: timeout,
+    # 53: out of resources (too many connections).
+    if sqlstate.startswith(("08", "57P0", "53")) or sqlstate == "57014":
+        return True
+    # asyncpg's client-side error for a connection the server has dropped.
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
