@@ -10,8 +10,10 @@ from tasks_api import exception_handlers
 from tasks_api.auth.tokens import TokenVerifier
 from tasks_api.config import Settings, get_settings
 from tasks_api.database import Database
+from tasks_api.logging_config import configure_logging, user_reference_key
+from tasks_api.metrics import Metrics
 from tasks_api.middleware.request_context import RequestContextMiddleware
-from tasks_api.routers import docs, health, tasks
+from tasks_api.routers import docs, health, metrics, tasks
 from tasks_api.routers._openapi import BODY_MODELS
 
 CORS_REQUEST_HEADERS = [
@@ -42,6 +44,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             components.update(body_schema.pop("$defs", {}))
             components[name] = body_schema
         _drop_fastapi_422(schema)
+        _restore_null_details(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -58,8 +61,21 @@ def _drop_fastapi_422(schema: dict[str, Any]) -> None:
         schema["components"]["schemas"].pop(name, None)
 
 
+def _restore_null_details(schema: dict[str, Any]) -> None:
+    """FastAPI drops every null from the document; an error example says `details: null`."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {}).get("application/json", {})
+                for example in content.get("examples", {}).values():
+                    error = example.get("value", {}).get("error")
+                    if isinstance(error, dict):
+                        error.setdefault("details", None)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.token_verifier.aclose()
             await app.state.database.dispose()
 
     app = FastAPI(
@@ -85,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_verifier = TokenVerifier(settings)
     exception_handlers.register(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(tasks.router)
     docs.mount(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -98,6 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=CORS_EXPOSED_HEADERS,
         max_age=600,
     )
-    # Outermost, so every response (CORS preflights and 500s too) carries the request id.
-    app.add_middleware(RequestContextMiddleware)
+    app.state.metrics = Metrics(app.state, settings.db_max_overflow)
+    # Outermost, so every response (CORS preflights and 500s too) carries the request id,
+    # is logged and counted.
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=app.state.metrics,
+        user_key=user_reference_key(settings),
+        cors_origins=settings.cors_origins,
+        cors_exposed_headers=CORS_EXPOSED_HEADERS,
+    )
     return app
