@@ -5,11 +5,13 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from tasks_api.config import Settings
 from tasks_api.main import create_app
+from tests.support import pgbouncer
 from tests.support.auth import TEST_SECRET, User
-from tests.support.database import TestCluster, alembic, test_cluster
+from tests.support.database import OWNER_PASSWORD, OWNER_ROLE, TestCluster, alembic, test_cluster
 from tests.support.openapi import OpenAPIChecker
 
 ALLOWED_ORIGIN = "http://localhost:5173"
@@ -33,11 +35,21 @@ async def database_url(cluster: TestCluster) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
+def app_database_url(cluster: TestCluster, database_url: str) -> Iterator[str]:
+    """What the API's engine connects to: direct, or through PgBouncer with TEST_PGBOUNCER=1."""
+    if not pgbouncer.wanted():
+        yield database_url
+        return
+    with pgbouncer.pgbouncer(cluster.admin_url, {OWNER_ROLE: OWNER_PASSWORD}) as bouncer:
+        yield bouncer.url(make_url(database_url).database or "", OWNER_ROLE, OWNER_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def settings(app_database_url: str) -> Settings:
     return Settings(
         _env_file=None,
         environment="test",
-        database_url=database_url,
+        database_url=app_database_url,
         jwt_secret=TEST_SECRET,
         cors_origins=[ALLOWED_ORIGIN],
         db_pool_size=5,

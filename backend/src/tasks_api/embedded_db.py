@@ -6,7 +6,10 @@ pinned to the wheel's major version: PostgreSQL cannot open another major's data
 """
 
 import asyncio
+import atexit
 import os
+import signal
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -55,8 +58,33 @@ class EmbeddedPostgres:
             await connection.close()
         return self.url(name)
 
-    def stop(self) -> None:
+    def stop(self, *, immediate: bool = False) -> None:
+        """Stop the server. `immediate` stops it as a crash would (SIGQUIT: no checkpoint,
+        sessions dropped), so the next start runs crash recovery; tests use it for outages.
+        A stopped server starts again with `EmbeddedPostgres(same data_dir)`."""
+        pid = self._server.get_pid()
+        if immediate and pid is not None:
+            os.kill(pid, signal.SIGQUIT)
+            deadline = time.monotonic() + 30
+            while _is_running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
         self._server.cleanup()
+        # Its exit hook would only repeat that, late, when logging may be gone already.
+        atexit.unregister(self._server._cleanup)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and another user's (the server's own, when we are root)
+        return True
+    # A zombie is gone for our purposes; its parent is not us, so only /proc tells.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def start(data_dir: Path, database: str) -> tuple[EmbeddedPostgres, str]:
