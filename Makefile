@@ -12,10 +12,10 @@ PORT ?= 8000
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test lint format openapi migrate clean help
+.PHONY: install run test e2e lint format openapi migrate clean help
 
 help:
-	@echo "make run | make test | make lint | make format | make openapi | make migrate | make clean"
+	@echo "make run | make test | make e2e | make lint | make format | make openapi | make migrate | make clean"
 
 # uv is bootstrapped into the project's own venv with pip, so nothing global is needed.
 $(UV):
@@ -33,8 +33,14 @@ install: $(VENV)/.synced
 run: install
 	cd $(BACKEND) && exec .venv/bin/tasks-api run --host $(HOST) --port $(PORT)
 
+# pyproject's addopts leave out the `e2e` tests; `make e2e` runs only them.
 test: install
 	cd $(BACKEND) && .venv/bin/pytest -q $(PYTEST_ARGS)
+
+# Swagger UI, ReDoc and CORS in a real headless Chromium: Debian's (apt-get install chromium),
+# never a browser download. CHROMIUM names another binary.
+e2e: install
+	cd $(BACKEND) && .venv/bin/pytest -q -m e2e tests/e2e $(PYTEST_ARGS)
 
 lint: install
 	cd $(BACKEND) && .venv/bin/ruff check . && .venv/bin/ruff format --check .
@@ -50,3 +56,32 @@ migrate: install
 
 clean:
 	rm -rf $(VENV) $(BACKEND)/.pytest_cache $(BACKEND)/.ruff_cache
+
+# Performance (issue #6). `make bench`: a throw-away PostgreSQL (CPU 1), 100 users x 1,000
+# tasks seeded with COPY, the API served as in production (one uvicorn worker on CPU 0), and
+# wrk (CPU 1) over every endpoint: req/s, p50/p95/p99, errors, RSS. `make bench-compare`
+# also runs ../shared/bench against its limit server and the API on the same database.
+# Knobs (make bench VAR=...): BENCH_SCENARIOS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SOAK=300,
+# BENCH_PROFILE=1, and BASE_URL=... TOKENS=... for a running deploy; see bench/README.md.
+.PHONY: bench bench-compare bench-tools
+bench-tools: install
+	@command -v wrk >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
+	cd $(BACKEND) && $(abspath $(UV)) sync --frozen --inexact --quiet --group bench --python $(abspath $(VENV))/bin/python
+
+bench: bench-tools
+	$(VENV)/bin/python bench/run.py
+
+bench-compare: bench-tools
+	$(VENV)/bin/python bench/run.py --compare
+
+# The suite with the API's engine behind PgBouncer in transaction mode (like Neon's pooled
+# `-pooler` URL); migrations and the tests' own connections stay direct. Needs pgbouncer
+# (apt-get install pgbouncer); the tests start and stop their own, on a free local port.
+.PHONY: test-pgbouncer
+test-pgbouncer: install
+	@PATH="$$PATH:/usr/sbin" command -v pgbouncer >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq pgbouncer >/dev/null; }
+	cd $(BACKEND) && TEST_PGBOUNCER=1 .venv/bin/pytest -q $(PYTEST_ARGS)

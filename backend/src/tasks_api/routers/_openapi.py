@@ -1,26 +1,154 @@
 """What the routes tell OpenAPI: error responses with the envelope, and hand-read bodies."""
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
 
-from tasks_api.errors import AppError
+from tasks_api.auth.jwks import KeysUnavailable
+from tasks_api.auth.tokens import ExpiredToken, InvalidToken
+from tasks_api.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    IdempotencyKeyReused,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from tasks_api.schemas.envelope import ErrorEnvelope
 
 # Bodies are read by `_body.json_body` (so auth is checked before the body is parsed);
 # their schemas are added to the components by `main.custom_openapi`.
 BODY_MODELS: dict[str, type[BaseModel]] = {}
 
+_STRING = {"type": "string"}
+HEADERS: dict[str, dict[str, Any]] = {
+    "ETag": {
+        "description": "Strong validator of the task's version: send it back in If-Match "
+        "(writes) or If-None-Match (reads).",
+        "schema": _STRING,
+        "example": '"0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"',
+    },
+    "Location": {
+        "description": "The created task's URL.",
+        "schema": _STRING,
+        "example": "/api/k3J9xYz/tasks/0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e",
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the "
+        "same Idempotency-Key: nothing new was created.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "X-Request-ID": {
+        "description": "The client's X-Request-ID when it sent a sane one, else a new UUID; "
+        "the same id as in the body.",
+        "schema": _STRING,
+    },
+    "WWW-Authenticate": {
+        "description": '`Bearer`, with `error="invalid_token"` when a token was given.',
+        "schema": _STRING,
+        "example": 'Bearer error="invalid_token"',
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+        "example": 2,
+    },
+}
+_ERROR_HEADERS: dict[type[AppError], tuple[str, ...]] = {
+    Unauthorized: ("WWW-Authenticate",),
+    ServiceUnavailable: ("Retry-After",),
+}
+
+# (summary, message, details) as a client really sees them, so Swagger UI and ReDoc show
+# what to handle rather than a placeholder. Several per status show each cause.
+_Example = tuple[str, str, list[dict[str, str]] | None]
+_EXAMPLES: dict[type[AppError], list[_Example]] = {
+    ValidationFailed: [
+        (
+            "Fields that break the rules",
+            ValidationFailed.default_message,
+            [
+                {"field": "title", "message": "must not be empty or whitespace only"},
+                {"field": "priority", "message": "Input should be 'low', 'medium' or 'high'"},
+                {"field": "id", "message": "is read-only"},
+            ],
+        ),
+        (
+            "Malformed JSON",
+            ValidationFailed.default_message,
+            [{"field": "body", "message": "is not valid JSON"}],
+        ),
+    ],
+    Unauthorized: [
+        ("No token", Unauthorized.default_message, None),
+        ("Expired token", ExpiredToken.default_message, None),
+        ("Invalid token", InvalidToken.default_message, None),
+    ],
+    Forbidden: [("The URL names another user", Forbidden.default_message, None)],
+    NotFound: [("Unknown task, or another user's", NotFound.default_message, None)],
+    Conflict: [("The same Idempotency-Key is still in flight", Conflict.default_message, None)],
+    PreconditionFailed: [("Stale If-Match", PreconditionFailed.default_message, None)],
+    PayloadTooLarge: [("Body over 64 KiB", PayloadTooLarge.default_message, None)],
+    UnsupportedMediaType: [("Body not JSON", UnsupportedMediaType.default_message, None)],
+    IdempotencyKeyReused: [
+        ("Idempotency-Key reused with another body", IdempotencyKeyReused.default_message, None)
+    ],
+    ServiceUnavailable: [
+        ("Database unreachable", ServiceUnavailable.default_message, None),
+        ("Token keys cannot be fetched", KeysUnavailable.default_message, None),
+    ],
+    AppError: [("Unexpected failure (no internals are shown)", AppError.default_message, None)],
+}
+
+
+def _envelope(error: type[AppError], message: str, details: Any) -> dict[str, Any]:
+    example = error.example()
+    example["error"].update(message=message, details=details)
+    return example
+
+
+def _headers(error: type[AppError]) -> dict[str, dict[str, Any]]:
+    names = ["X-Request-ID"]
+    for base, extra in _ERROR_HEADERS.items():
+        if issubclass(error, base):
+            names.extend(extra)
+    return {name: HEADERS[name] for name in names}
+
 
 def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
-    return {
-        error.status_code: {
-            "model": ErrorEnvelope,
-            "description": error.default_message,
-            "content": {"application/json": {"example": error.example()}},
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        cases = _EXAMPLES.get(error) or [(error.code, error.default_message, None)]
+        examples = {
+            re.sub(r"\W+", "_", summary.lower()).strip("_"): {
+                "summary": summary,
+                "value": _envelope(error, message, details),
+            }
+            for summary, message, details in cases
         }
-        for error in errors
-    }
+        responses[error.status_code] = {
+            "model": ErrorEnvelope,
+            "description": f"`{error.code}`: {cases[0][1]}",
+            "headers": _headers(error),
+            "content": {"application/json": {"examples": examples}},
+        }
+    return responses
+
+
+def success_headers(
+    status_code: int, *names: str, description: str | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The headers a success response carries besides X-Request-ID, for the docs."""
+    response: dict[str, Any] = {"headers": {name: HEADERS[name] for name in names}}
+    if description is not None:
+        response["description"] = description
+    return {status_code: response}
 
 
 def json_request_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
