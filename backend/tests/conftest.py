@@ -109,3 +109,20 @@ def create_task(client: httpx.AsyncClient) -> Any:
         return response.json()["data"]
 
     return create
+
+
+@pytest.fixture
+def sent_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL text of every statement sent on any asyncpg connection during the test."""
+    sent: list[str] = []
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.Connection, name)
+
+        def recorder(
+            self: asyncpg.Connection, query: str, *args: Any, _original: Any = original, **kw: Any
+        ) -> Any:
+            sent.append(query)
+            return _original(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, recorder)
+    return sent

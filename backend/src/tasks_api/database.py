@@ -1,23 +1,22 @@
 """Engine, sessions, and the per-transaction switch to the application role and user."""
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.config import Settings
@@ -29,28 +28,55 @@ logger = logging.getLogger(__name__)
 APP_ROLE = "tasks_app"
 USER_SETTING = "app.user_id"
 
-# One round trip switches the role and sets the user for this transaction only (is_local),
-# as PostgREST does; nothing outlives the transaction, so a transaction-mode pooler is safe.
-_ACT_AS_USER = text(
-    "SELECT set_config('role', :role, true), set_config('app.user_id', :user_id, true), "
-    "set_config('statement_timeout', :timeout, true)"
-)
+_DIALECT = PGDialect_asyncpg()
 
 
-class UserScopedSession(Session):
-    """A session whose every transaction runs as APP_ROLE for `info["user_id"]`."""
+class Query:
+    """A statement built with SQLAlchemy Core over the SQLModel tables, compiled once.
+
+    Requests run it on the pooled asyncpg connection directly: no per-execution cache key,
+    compilation, greenlet switch or result processing (SQLAlchemy's Session was a third of
+    the API's CPU time per request; see specs/performance.md).
+    """
+
+    __slots__ = ("_constants", "_names", "sql")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=_DIALECT)
+        self.sql = str(compiled)
+        self._names = tuple(compiled.positiontup or ())
+        # Values SQLAlchemy bound itself (the 1 of `version + 1`), by name, and the model's
+        # scalar column defaults it would otherwise fill in at execution.
+        self._constants = {k: v for k, v in compiled.params.items() if v is not None}
+        for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
+            if column.default is not None and column.default.is_scalar:
+                self._constants[column.key] = column.default.arg
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        constants = self._constants
+        return [params[n] if n in params else constants[n] for n in self._names]
 
 
-@event.listens_for(UserScopedSession, "after_begin")
-def _act_as_user(session: Session, _tx: SessionTransaction, connection: Connection) -> None:
-    connection.execute(
-        _ACT_AS_USER,
-        {
-            "role": APP_ROLE,
-            # An empty user matches no row: a session without a user sees nothing.
-            "user_id": session.info.get("user_id", ""),
-            "timeout": session.info.get("statement_timeout", "0"),
-        },
+def _literal(value: str) -> str:
+    """A string literal whose meaning does not depend on standard_conforming_strings."""
+    if "\x00" in value:
+        raise ValueError("NUL cannot be sent to PostgreSQL")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def begin_script(user_id: str, statement_timeout_ms: str) -> str:
+    """BEGIN and the switch to APP_ROLE for `user_id`, as one simple-protocol round trip.
+
+    Every setting is local to the transaction (is_local), as PostgREST does it: nothing
+    outlives the transaction, so a transaction-mode pooler is safe and the next user of
+    the connection starts clean. The user id is a verified token's claim, sent as a
+    quoted literal because the simple protocol, the only one that takes two statements
+    in one message, has no parameters.
+    """
+    return (
+        f"BEGIN; SELECT set_config('role', '{APP_ROLE}', true), "
+        f"set_config('{USER_SETTING}', {_literal(user_id)}, true), "
+        f"set_config('statement_timeout', '{int(statement_timeout_ms)}', true)"
     )
 
 
@@ -141,19 +167,22 @@ class Database:
             pool_recycle=settings.db_pool_recycle,
             # A request waits this long for a pooled connection before it is answered 503.
             pool_timeout=settings.db_pool_timeout,
-            # A connection that died while pooled (restart, Neon suspending) is found out
-            # and replaced on checkout, and the rest of the pool is invalidated with it.
-            pool_pre_ping=True,
+            # Pre-ping, without a round trip per request: see _check_alive.
+            pool_pre_ping=False,
+            # The connection used last is handed out first: it is the one least likely to
+            # need that ping, and the surplus ones stay idle long enough to be recycled.
+            pool_use_lifo=True,
+            # Transactions end with our own COMMIT or ROLLBACK (Transaction).
+            pool_reset_on_return=None,
             connect_args=connect_args,
         )
-        self._statement_timeout = str(settings.db_statement_timeout_ms)
-        self._sessions = async_sessionmaker(
-            self.engine, sync_session_class=UserScopedSession, expire_on_commit=False
-        )
+        event.listen(self.engine.sync_engine, "connect", _stamp)
+        event.listen(self.engine.sync_engine, "checkin", _stamp)
+        event.listen(self.engine.sync_engine, "checkout", _check_alive)
+        self.statement_timeout = str(settings.db_statement_timeout_ms)
 
-    def session(self, user_id: str) -> AsyncSession:
-        info: dict[str, Any] = {"user_id": user_id, "statement_timeout": self._statement_timeout}
-        return self._sessions(info=info)
+    def transaction(self, user_id: str) -> "Transaction":
+        return Transaction(self, user_id)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -164,17 +193,120 @@ class Database:
         logger.info("database pool closed")
 
 
-async def get_session(request: Request, user_id: CurrentUserId) -> AsyncIterator[AsyncSession]:
-    """One transaction per request, committed before the response is sent.
+class Transaction:
+    """One request's unit of work: one pooled connection, one transaction, run as
+    APP_ROLE for one user.
 
-    The connection is taken from the pool lazily, on the first query, so a request
-    rejected by validation never touches the database.
+    The connection is taken on the first query, so a request rejected by validation never
+    touches the database; `commit` or `rollback` ends it and gives the connection back.
+    Three round trips for a one-statement request: BEGIN with the role switch, the
+    statement, COMMIT.
     """
-    database: Database = request.app.state.database
-    async with database.session(user_id) as session, session.begin():
-        yield session
+
+    __slots__ = ("_connection", "_database", "_entry", "_user_id")
+
+    def __init__(self, database: Database, user_id: str) -> None:
+        self._database = database
+        self._user_id = user_id
+        self._entry: PoolProxiedConnection | None = None
+        self._connection: asyncpg.Connection | None = None
+
+    async def fetch(self, query: Query, **params: Any) -> list[asyncpg.Record]:
+        connection = self._connection or await self._begin()
+        return await connection.fetch(query.sql, *query.args(params))
+
+    async def fetchrow(self, query: Query, **params: Any) -> asyncpg.Record | None:
+        connection = self._connection or await self._begin()
+        return await connection.fetchrow(query.sql, *query.args(params))
+
+    async def _begin(self) -> asyncpg.Connection:
+        database = self._database
+        self._entry = await database.engine.raw_connection()
+        connection: asyncpg.Connection = self._entry.driver_connection
+        try:
+            await connection.execute(begin_script(self._user_id, database.statement_timeout))
+        except BaseException:
+            self.discard()
+            raise
+        self._connection = connection
+        return connection
+
+    async def commit(self) -> None:
+        await self._end("COMMIT")
+
+    async def rollback(self) -> None:
+        # The error that caused the rollback is the one to report, not a failed ROLLBACK.
+        with contextlib.suppress(Exception):
+            await self._end("ROLLBACK")
+
+    def discard(self) -> None:
+        """Drop the connection now, with no round trip and nothing to await: for a
+        cancelled request (every later await would be cancelled too) or a transaction in
+        an unknown state. The pool opens a new connection in its place."""
+        entry, self._entry = self._entry, None
+        self._connection = None
+        if entry is None:
+            return
+        with contextlib.suppress(Exception):
+            entry.driver_connection.terminate()
+        entry.detach()
+
+    async def _end(self, command: str) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            await connection.execute(command)
+        except BaseException:
+            # A connection whose transaction did not end cleanly is not given to anyone else.
+            self.discard()
+            raise
+        self._connection = None
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            # Returning an overflow connection closes it, which awaits inside the pool.
+            await greenlet_spawn(entry.close)
+
+
+# A pooled connection idle longer than this is pinged before use (SQLAlchemy's pre-ping);
+# a busy pool's connections are younger, so they cost no round trip.
+PRE_PING_AFTER_SECONDS = 1.0
+
+
+def _stamp(_dbapi_connection: Any, record: ConnectionPoolEntry, *_args: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _check_alive(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Hand out no dead connection: one the server closed (restart, Neon suspending its
+    compute) is known to asyncpg at no cost; one idle a while is pinged as well."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("connection closed while pooled")
+    if time.monotonic() - record.info.get("idle_since", 0.0) > PRE_PING_AFTER_SECONDS:
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise DisconnectionError("pre-ping failed") from exc
+
+
+async def get_session(request: Request, user_id: CurrentUserId) -> AsyncIterator[Transaction]:
+    """One transaction per request, committed before the response is sent."""
+    transaction = Transaction(request.app.state.database, user_id)
+    try:
+        yield transaction
+    except Exception:
+        await transaction.rollback()
+        raise
+    except BaseException:
+        transaction.discard()  # cancelled: no await may be relied on any more
+        raise
+    try:
+        await transaction.commit()
+    except BaseException:
+        transaction.discard()
+        raise
 
 
 # scope="function": the commit runs before the response is sent, so a failed commit is
 # an error response, never a 2xx for lost data.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SessionDep = Annotated[Transaction, Depends(get_session, scope="function")]

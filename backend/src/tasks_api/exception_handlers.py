@@ -63,6 +63,8 @@ def _is_unavailable(exc: BaseException) -> bool:
     """The database is unreachable, restarting, or too slow: the client may retry."""
     if isinstance(exc, sa_exc.TimeoutError | OSError | TimeoutError | sa_exc.DisconnectionError):
         return True
+    if _is_connection_failure(exc):  # asyncpg's own, from the request path
+        return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
@@ -99,5 +101,13 @@ def register(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(HTTPException, _http_exception)
-    for error in (sa_exc.SQLAlchemyError, OSError, TimeoutError):
+    # Requests run asyncpg directly (database.Transaction); SQLAlchemy's pool and the
+    # health check still raise SQLAlchemy's errors.
+    for error in (
+        sa_exc.SQLAlchemyError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        OSError,
+        TimeoutError,
+    ):
         app.add_exception_handler(error, _database_error)

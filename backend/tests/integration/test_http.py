@@ -10,12 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from tasks_api.config import Settings
-from tasks_api.database import UserScopedSession
+from tasks_api.database import Query, Transaction
 from tasks_api.main import create_app
 from tasks_api.services import task_service
 from tests.conftest import ALLOWED_ORIGIN
@@ -331,22 +330,29 @@ class TestUnexpectedErrors:
         self._assert_no_leak(response)
 
     async def test_failed_commit_is_not_a_success(
-        self, raw_client: httpx.AsyncClient, db: asyncpg.Connection, alice: User
+        self,
+        raw_client: httpx.AsyncClient,
+        db: asyncpg.Connection,
+        alice: User,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """The session dependency commits before the response is sent, so a commit that
         fails turns into an error instead of a 201 for a task that was never stored."""
+        commit = Transaction.commit
 
-        def refuse(_session: Session) -> None:
-            raise RuntimeError("commit failed")
+        async def commit_on_a_dead_connection(transaction: Transaction) -> None:
+            # The server ends the API's backend between the INSERT and the COMMIT (asked
+            # through the transaction: behind PgBouncer the client-side pid is PgBouncer's).
+            backend = await transaction.fetchrow(Query(select(func.pg_backend_pid())))
+            assert backend is not None
+            assert await db.fetchval("SELECT pg_terminate_backend($1)", backend[0])
+            await commit(transaction)
 
-        event.listen(UserScopedSession, "before_commit", refuse)
-        try:
-            response = await raw_client.post(
-                alice.tasks_url, json={"title": "lost"}, headers=alice.headers
-            )
-        finally:
-            event.remove(UserScopedSession, "before_commit", refuse)
-        assert response.status_code == 500, response.text
+        monkeypatch.setattr(Transaction, "commit", commit_on_a_dead_connection)
+        response = await raw_client.post(
+            alice.tasks_url, json={"title": "lost"}, headers=alice.headers
+        )
+        assert response.status_code >= 500, response.text
         assert "location" not in response.headers
         async with db.transaction():
             await db.execute(

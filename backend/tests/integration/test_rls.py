@@ -7,11 +7,11 @@ from typing import Any
 import asyncpg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from uuid_utils.compat import uuid7
 
-from tasks_api.database import APP_ROLE, Database
+from tasks_api.database import APP_ROLE, Database, Query
 from tests.support.auth import User
 from tests.support.database import OWNER_ROLE
 
@@ -116,13 +116,63 @@ class TestApplicationRole:
 
     async def test_api_sessions_run_as_the_application_role(self, app: FastAPI) -> None:
         database: Database = app.state.database
-        async with database.session("someone") as session, session.begin():
-            row = (
-                await session.execute(
-                    text("SELECT current_user, current_setting('app.user_id', true)")
-                )
-            ).one()
-        assert tuple(row) == (APP_ROLE, "someone")
+        transaction = database.transaction("someone")
+        row = await transaction.fetchrow(_WHO_AM_I)
+        await transaction.commit()
+        assert row is not None
+        assert tuple(row)[:2] == (APP_ROLE, "someone")
+
+    @pytest.mark.parametrize(
+        "user_id",
+        [
+            "o'brien",
+            "back\\slash\\'",
+            "'); DROP TABLE tasks; --",
+            "E'x'",
+            "$$dollar$$",
+            "line\nbreak\ttab",
+            "ünïcødé 🚀",
+            "x" * 255,
+        ],
+    )
+    async def test_any_user_id_reaches_the_database_exactly(
+        self, app: FastAPI, user_id: str
+    ) -> None:
+        """The user is sent as a quoted literal (the BEGIN round trip uses the simple
+        protocol): quotes, backslashes and SQL in an id must arrive as the same text."""
+        transaction = app.state.database.transaction(user_id)
+        row = await transaction.fetchrow(_WHO_AM_I)
+        await transaction.commit()
+        assert row is not None
+        assert tuple(row)[:2] == (APP_ROLE, user_id)
+
+    async def test_nothing_outlives_the_transaction(self, app: FastAPI) -> None:
+        database: Database = app.state.database
+        transaction = database.transaction("someone")
+        inside = await transaction.fetchrow(_WHO_AM_I)
+        await transaction.commit()
+        # The connection just given back is the one the pool hands out next.
+        entry = await database.engine.raw_connection()
+        try:
+            after = await entry.driver_connection.fetchrow(_WHO_AM_I.sql, *_WHO_AM_I.args({}))
+        finally:
+            entry.close()
+        assert inside is not None
+        assert after is not None
+        assert after[2] == inside[2], "not the same connection: the test proves nothing"
+        assert after[0] != APP_ROLE
+        assert after[1] in (None, "")
+
+    async def test_a_nul_in_a_user_id_never_reaches_the_database(self, app: FastAPI) -> None:
+        transaction = app.state.database.transaction("a\x00b")
+        with pytest.raises(ValueError, match="NUL"):
+            await transaction.fetchrow(_WHO_AM_I)
+        await transaction.rollback()
+
+
+_WHO_AM_I = Query(
+    select(func.current_user(), func.current_setting("app.user_id", True), func.pg_backend_pid())
+)
 
 
 class TestOwnerRole:

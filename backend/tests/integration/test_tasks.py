@@ -111,16 +111,16 @@ async def fetch(client: httpx.AsyncClient, user: User, task_id: str) -> dict[str
 
 @pytest.fixture
 def connections(app: FastAPI) -> Iterator[list[object]]:
-    """Every connection the API takes from its engine while the test runs."""
+    """Every connection the API takes from its pool while the test runs."""
     engine = app.state.database.engine.sync_engine
     taken: list[object] = []
 
-    def taken_one(connection: object) -> None:
+    def taken_one(connection: object, *_: object) -> None:
         taken.append(connection)
 
-    event.listen(engine, "engine_connect", taken_one)
+    event.listen(engine, "checkout", taken_one)
     yield taken
-    event.remove(engine, "engine_connect", taken_one)
+    event.remove(engine, "checkout", taken_one)
 
 
 # Invalid bodies shared by the writes: (id, JSON body or raw bytes, fields named in details).

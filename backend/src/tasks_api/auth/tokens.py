@@ -107,7 +107,12 @@ class TokenVerifier:
 
     def _user_id(self, claims: dict[str, object]) -> str:
         user_id = claims.get(self._user_claim)
-        if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
+        # PostgreSQL text cannot hold NUL: such an id could never own a task.
+        if (
+            not isinstance(user_id, str)
+            or not 1 <= len(user_id) <= MAX_USER_ID_LENGTH
+            or "\x00" in user_id
+        ):
             raise InvalidToken
         return user_id
 

@@ -5,25 +5,26 @@ Why one statement, and why each part is there, is in specs/idempotency.md.
 
 from typing import Any
 
+from asyncpg import Record
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
+    Boolean,
     LargeBinary,
-    RowMapping,
     Text,
     and_,
+    bindparam,
+    case,
     cast,
     delete,
     exists,
     func,
     insert,
-    literal,
     select,
     true,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from tasks_api.database import Query, Transaction
 from tasks_api.models.idempotency_key import KEY_RETENTION, IdempotencyKey
 from tasks_api.models.task import Task
 
@@ -35,46 +36,43 @@ TASK_COLUMNS = tuple(column.name for column in tasks.c)
 PURGE_BATCH = 100
 
 
-def _typed(name: str, value: Any) -> ColumnElement[Any]:
+def _typed(name: str) -> Any:
     # INSERT ... SELECT does not type its parameters from the target columns, as VALUES does.
-    if isinstance(value, ColumnElement):
-        return value
     column_type = tasks.c[name].type
-    return cast(literal(value, column_type), column_type)
+    return cast(bindparam(name, type_=column_type), column_type)
 
 
-async def create_task_once(
-    session: AsyncSession,
-    *,
-    user_id: str,
-    key: str,
-    request_hash: bytes,
-    lock_id: int,
-    values: dict[str, Any],
-) -> RowMapping:
-    """One round trip. Returns `acquired` (the key's advisory lock), `stored_hash` and
-    `snapshot` (a live key finished earlier), `key_stored` and the new task's columns.
+def _build() -> Query:
+    """One statement: claim the key, insert the task, store its snapshot, purge.
 
-    The task is inserted only under the lock and when no live key is visible; the caller
-    must not commit a task whose key was not stored (`key_stored` false).
+    Returns `acquired` (the key's advisory lock), `stored_hash` and `snapshot` (a live key
+    finished earlier), `key_stored` and the new task's columns. The task is inserted only
+    under the lock and when no live key is visible.
     """
+    user_id = bindparam("user_id", type_=Text)
+    key = bindparam("key", type_=Text)
     expired = keys.c.created_at <= func.now() - KEY_RETENTION
     this_key = (keys.c.user_id == user_id, keys.c.key == key)
 
     # Never waits: an in-flight request with this key holds the lock until it ends.
     lock = (
-        select(func.pg_try_advisory_xact_lock(literal(lock_id, BigInteger)).label("acquired"))
+        select(
+            func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger)).label("acquired")
+        )
         .cte("key_lock")
         .prefix_with("MATERIALIZED")
     )
     existing = select(keys.c.request_hash, keys.c.task).where(*this_key, ~expired).cte("existing")
+    completed = bindparam("is_completed", type_=Boolean)
     created = (
         insert(tasks)
         .from_select(
-            list(values),
-            select(*(_typed(name, value) for name, value in values.items())).where(
-                and_(select(lock.c.acquired).scalar_subquery(), ~exists(existing.select()))
-            ),
+            [*TASK_VALUES, "completed_at"],
+            select(
+                *(_typed(name) for name in TASK_VALUES),
+                # The transaction's now(), as in the plain insert.
+                case((cast(completed, Boolean), func.now())),
+            ).where(and_(select(lock.c.acquired).scalar_subquery(), ~exists(existing.select()))),
             # Server defaults fill the rest (version 1, timestamps), as in the plain insert.
             include_defaults=False,
         )
@@ -85,8 +83,8 @@ async def create_task_once(
         ["user_id", "key", "request_hash", "task"],
         select(
             created.c.user_id,
-            cast(literal(key), Text),
-            cast(literal(request_hash, LargeBinary), LargeBinary),
+            cast(key, Text),
+            cast(bindparam("request_hash", type_=LargeBinary), LargeBinary),
             func.to_jsonb(created.table_valued()),
         ),
     )
@@ -134,5 +132,36 @@ async def create_task_once(
         )
         .add_cte(purge)
     )
-    result = await session.execute(statement)
-    return result.mappings().one()
+    return Query(statement)
+
+
+# The new task's values the caller binds (task_service.new_task_values).
+TASK_VALUES = (
+    "id",
+    "user_id",
+    "title",
+    "description",
+    "priority",
+    "due_at",
+    "tags",
+    "is_completed",
+)
+_CREATE_ONCE = _build()
+
+
+async def create_task_once(
+    session: Transaction,
+    *,
+    user_id: str,
+    key: str,
+    request_hash: bytes,
+    lock_id: int,
+    values: dict[str, Any],
+) -> Record:
+    """One round trip; the caller must not commit a task whose key was not stored
+    (`key_stored` false)."""
+    row = await session.fetchrow(
+        _CREATE_ONCE, key=key, request_hash=request_hash, lock_id=lock_id, **values
+    )
+    assert row is not None
+    return row

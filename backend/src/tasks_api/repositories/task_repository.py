@@ -1,25 +1,31 @@
-"""Queries on `tasks`. Every one names the user as well: row-level security is the second lock."""
+"""Queries on `tasks`. Every one names the user as well: row-level security is the second lock.
+
+Statements are built with SQLAlchemy Core over the SQLModel table and compiled once
+(`database.Query`); a request only binds its values.
+"""
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 from uuid import UUID
 
+from asyncpg import Record
 from sqlalchemy import (
     ARRAY,
+    Boolean,
     Column,
     ColumnElement,
     DateTime,
     Integer,
-    RowMapping,
     Select,
     Text,
     bindparam,
+    case,
     delete,
     func,
     insert,
-    literal,
     literal_column,
     or_,
     select,
@@ -27,64 +33,142 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from tasks_api.database import Query, Transaction
 from tasks_api.models.task import Priority, Task
 from tasks_api.schemas.task_query import SortOrder, TaskListQuery, TaskSort, TaskStatus
 
 tasks = Task.__table__
-COLUMNS = tuple(tasks.c)
+c = tasks.c
+COLUMNS = tuple(c)
 _COLUMN_NAMES = tuple(column.name for column in COLUMNS)
+# Fields a client writes; the rest (id, user, timestamps, version) the server sets.
+WRITABLE = ("title", "description", "priority", "due_at", "tags", "is_completed")
+
+_THIS_TASK = (c.user_id == bindparam("user_id"), c.id == bindparam("task_id"))
+# If-Match, checked in the write itself: NULL means no precondition.
+_VERSION_ACCEPTED = or_(
+    bindparam("versions", type_=ARRAY(Integer)).is_(None),
+    c.version == func.any(bindparam("versions", type_=ARRAY(Integer))),
+)
+_completed = bindparam("is_completed", type_=Boolean)
+
+_GET = Query(select(*COLUMNS).where(*_THIS_TASK))
+_CREATE = Query(
+    insert(tasks)
+    .values(
+        {
+            **{name: bindparam(name, type_=c[name].type) for name in ("id", "user_id", *WRITABLE)},
+            # The transaction's now(): a task created completed has completed_at == created_at.
+            "completed_at": case((_completed, func.now())),
+        }
+    )
+    .returning(*COLUMNS)
+)
+_DELETE = Query(delete(tasks).where(*_THIS_TASK, _VERSION_ACCEPTED).returning(c.id))
+# Idempotent: a task already in the wanted state matches nothing and keeps its version.
+_SET_COMPLETED = Query(
+    update(tasks)
+    .where(*_THIS_TASK, _VERSION_ACCEPTED, c.is_completed.is_distinct_from(_completed))
+    .values(
+        is_completed=_completed,
+        completed_at=case((_completed, func.now())),
+        version=c.version + 1,
+        updated_at=func.now(),
+    )
+    .returning(*COLUMNS)
+)
+_pending = c.is_completed.is_(False)
+_STATS = Query(
+    select(
+        func.count().label("total"),
+        func.count().filter(c.is_completed).label("completed"),
+        func.count().filter(_pending).label("pending"),
+        func.count().filter(_pending, c.due_at < func.now()).label("overdue"),
+    ).where(c.user_id == bindparam("user_id"))
+)
 
 
-def _one(user_id: str, task_id: UUID) -> tuple[ColumnElement[bool], ...]:
-    return (tasks.c.user_id == user_id, tasks.c.id == task_id)
+@lru_cache(maxsize=64)
+def _update_query(fields: frozenset[str]) -> Query:
+    """UPDATE of exactly `fields`, plus the version and updated_at; one per field set."""
+    values: dict[str, Any] = {name: bindparam(name, type_=c[name].type) for name in fields}
+    if "is_completed" in fields:
+        # Kept when an already completed task stays completed, set when it becomes so.
+        values["completed_at"] = case((_completed, func.coalesce(c.completed_at, func.now())))
+    statement = (
+        update(tasks)
+        .where(*_THIS_TASK, _VERSION_ACCEPTED)
+        .values({**values, "version": c.version + 1, "updated_at": func.now()})
+        .returning(*COLUMNS)
+    )
+    return Query(statement)
 
 
-async def get(session: AsyncSession, user_id: str, task_id: UUID) -> RowMapping | None:
-    result = await session.execute(select(*COLUMNS).where(*_one(user_id, task_id)))
-    return result.mappings().one_or_none()
+def _versions(versions: Collection[int] | None) -> list[int] | None:
+    return None if versions is None else list(versions)
 
 
-async def create(session: AsyncSession, values: dict[str, Any]) -> RowMapping:
-    result = await session.execute(insert(tasks).values(values).returning(*COLUMNS))
-    return result.mappings().one()
+async def get(session: Transaction, user_id: str, task_id: UUID) -> Record | None:
+    return await session.fetchrow(_GET, user_id=user_id, task_id=task_id)
+
+
+async def create(session: Transaction, values: dict[str, Any]) -> Record:
+    row = await session.fetchrow(_CREATE, **values)
+    assert row is not None
+    return row
 
 
 async def update_one(
-    session: AsyncSession,
+    session: Transaction,
     user_id: str,
     task_id: UUID,
     values: dict[str, Any],
     *,
     versions: Collection[int] | None,
-    only_if: Sequence[ColumnElement[bool]] = (),
-) -> RowMapping | None:
+) -> Record | None:
     """Apply `values` and bump the version in one statement; None when no row qualified.
 
     `versions` holds the versions an If-Match accepts, so the check and the write are
     one atomic statement: a concurrent writer makes this match nothing, never both.
     """
-    statement = (
-        update(tasks)
-        .where(*_one(user_id, task_id), *only_if)
-        .values({**values, "version": tasks.c.version + 1, "updated_at": func.now()})
-        .returning(*COLUMNS)
+    query = _update_query(frozenset(values))
+    return await session.fetchrow(
+        query, user_id=user_id, task_id=task_id, versions=_versions(versions), **values
     )
-    if versions is not None:
-        statement = statement.where(tasks.c.version.in_(versions))
-    result = await session.execute(statement)
-    return result.mappings().one_or_none()
+
+
+async def set_completed(
+    session: Transaction,
+    user_id: str,
+    task_id: UUID,
+    completed: bool,
+    *,
+    versions: Collection[int] | None,
+) -> Record | None:
+    """None when no row changed: missing, If-Match stale, or already in that state."""
+    return await session.fetchrow(
+        _SET_COMPLETED,
+        user_id=user_id,
+        task_id=task_id,
+        is_completed=completed,
+        versions=_versions(versions),
+    )
 
 
 async def delete_one(
-    session: AsyncSession, user_id: str, task_id: UUID, *, versions: Collection[int] | None
+    session: Transaction, user_id: str, task_id: UUID, *, versions: Collection[int] | None
 ) -> bool:
-    statement = delete(tasks).where(*_one(user_id, task_id)).returning(tasks.c.id)
-    if versions is not None:
-        statement = statement.where(tasks.c.version.in_(versions))
-    result = await session.execute(statement)
-    return result.first() is not None
+    row = await session.fetchrow(
+        _DELETE, user_id=user_id, task_id=task_id, versions=_versions(versions)
+    )
+    return row is not None
+
+
+async def stats(session: Transaction, user_id: str) -> Record:
+    row = await session.fetchrow(_STATS, user_id=user_id)
+    assert row is not None
+    return row
 
 
 # Where a page ended: the index of its sort segment, and the compared values then the id.
@@ -121,34 +205,57 @@ class _Segment:
     key: Callable[[ColumnElement[Any]], ColumnElement[Any]] = _same
 
 
-def _descending(query: TaskListQuery) -> bool:
-    return query.effective_order is SortOrder.desc
+class _Shape(NamedTuple):
+    """What decides the text of a list statement; its values are bound per request."""
+
+    sort: TaskSort
+    descending: bool
+    status: TaskStatus
+    priority: Priority | None
+    tags: bool
+    q: bool
+    due_before: bool
+    due_after: bool
+    updated_since: bool
 
 
-def _segments(query: TaskListQuery) -> list[_Segment]:
-    c = tasks.c
-    if query.sort is TaskSort.due_date:
+def _shape(query: TaskListQuery) -> _Shape:
+    return _Shape(
+        query.sort,
+        query.effective_order is SortOrder.desc,
+        query.status,
+        query.priority,
+        bool(query.tag),
+        query.q is not None,
+        query.due_before is not None,
+        query.due_after is not None,
+        query.updated_since is not None,
+    )
+
+
+def _segments(shape: _Shape) -> list[_Segment]:
+    if shape.sort is TaskSort.due_date:
         dated = _Segment(c.due_at.is_not(None), (c.due_at,), (c.due_at,))
         # All NULL here: due_at stays in the ORDER BY only so that it matches the index.
         undated = _Segment(c.due_at.is_(None), (c.due_at,))
         # Undated tasks come last in both orders, unless a due filter rules them out.
-        return [dated] if query.due_before or query.due_after else [dated, undated]
-    if query.sort is TaskSort.priority:
+        return [dated] if shape.due_before or shape.due_after else [dated, undated]
+    if shape.sort is TaskSort.priority:
         ranked = list(Priority)  # declared low to high
-        if _descending(query):
+        if shape.descending:
             ranked.reverse()
-        return [_Segment(c.priority == p) for p in ranked if query.priority in (None, p)]
-    if query.sort is TaskSort.title:
+        return [_Segment(c.priority == p) for p in ranked if shape.priority in (None, p)]
+    if shape.sort is TaskSort.title:
         # lower() is not leakproof: the index orders the scan, but a cursor page filters its
         # way to the position (see specs/list-query-plans.md).
         return [_Segment(None, (func.lower(c.title),), (c.title,), func.lower)]
-    column = c.updated_at if query.sort is TaskSort.updated else c.created_at
+    column = c.updated_at if shape.sort is TaskSort.updated else c.created_at
     return [_Segment(None, (column,), (column,))]
 
 
 def parse_position(query: TaskListQuery, segment: int, values: list[Any]) -> Position:
     """A position from its JSON form, typed for the query's sort; ValueError if it is not one."""
-    segments = _segments(query)
+    segments = _segments(_shape(query))
     if not 0 <= segment < len(segments):
         raise ValueError("no such segment")
     compared = segments[segment].compared
@@ -171,29 +278,28 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _filters(user_id: str, query: TaskListQuery) -> list[ColumnElement[bool]]:
-    c = tasks.c
-    clauses = [c.user_id == user_id]
-    if query.status is TaskStatus.pending:
+def _filters(shape: _Shape) -> list[ColumnElement[bool]]:
+    clauses = [c.user_id == bindparam("user_id")]
+    if shape.status is TaskStatus.pending:
         clauses.append(c.is_completed.is_(False))
-    elif query.status is TaskStatus.completed:
+    elif shape.status is TaskStatus.completed:
         clauses.append(c.is_completed.is_(True))
-    if query.priority is not None:
-        clauses.append(c.priority == query.priority)
-    if query.tag:
-        wanted = literal(sorted(set(query.tag)), ARRAY(Text))
+    if shape.priority is not None:
+        clauses.append(c.priority == bindparam("priority", type_=c.priority.type))
+    if shape.tags:
+        wanted = bindparam("tags", type_=ARRAY(Text))
         clauses.append(c.tags.op("@>", is_comparison=True)(wanted))
-    if query.q is not None:
-        pattern = bindparam("q", _like_pattern(query.q))
+    if shape.q:
+        pattern = bindparam("q", type_=Text)
         clauses.append(
             or_(c.title.ilike(pattern, escape="\\"), c.description.ilike(pattern, escape="\\"))
         )
-    if query.due_before is not None:
-        clauses.append(c.due_at < query.due_before)
-    if query.due_after is not None:
-        clauses.append(c.due_at > query.due_after)
-    if query.updated_since is not None:
-        clauses.append(c.updated_at >= query.updated_since)
+    if shape.due_before:
+        clauses.append(c.due_at < bindparam("due_before", type_=c.due_at.type))
+    if shape.due_after:
+        clauses.append(c.due_at > bindparam("due_after", type_=c.due_at.type))
+    if shape.updated_since:
+        clauses.append(c.updated_at >= bindparam("updated_since", type_=c.updated_at.type))
     return clauses
 
 
@@ -202,25 +308,24 @@ def _branch(
     segment: _Segment,
     filters: list[ColumnElement[bool]],
     descending: bool,
-    after: tuple[Any, ...] | None,
+    after: bool,
     fetch: ColumnElement[int],
 ) -> Select[Any]:
-    """One segment's rows after `after` (all of them when None), in order, at most `fetch`."""
+    """One segment's rows after the bound position (all of them without), at most `fetch`."""
     statement = select(*COLUMNS, literal_column(str(index)).label("segment")).where(*filters)
     if segment.where is not None:
         statement = statement.where(segment.where)
-    if after is not None:
-        *values, after_id = after
-        row = tuple_(*map(segment.key, segment.compared), tasks.c.id)
+    if after:
+        row = tuple_(*map(segment.key, segment.compared), c.id)
         bound = tuple_(
             *(
-                segment.key(literal(v, col.type))
-                for v, col in zip(values, segment.compared, strict=True)
+                segment.key(bindparam(f"after_{i}", type_=column.type))
+                for i, column in enumerate(segment.compared)
             ),
-            literal(after_id, tasks.c.id.type),
+            bindparam("after_id", type_=c.id.type),
         )
         statement = statement.where(row < bound if descending else row > bound)
-    order = (*segment.order, tasks.c.id)
+    order = (*segment.order, c.id)
     return statement.order_by(*_directed(order, descending)).limit(fetch)
 
 
@@ -228,21 +333,14 @@ def _directed(keys: Sequence[ColumnElement[Any]], descending: bool) -> list[Colu
     return [key.desc() for key in keys] if descending else list(keys)
 
 
-async def list_page(
-    session: AsyncSession, user_id: str, query: TaskListQuery, *, after: Position | None
-) -> Page:
-    """One keyset page after `after`, and the count of every task the filters match.
-
-    One round trip: the count rides along as a scalar subquery (an InitPlan, run once), and
-    one row more than the page says whether another page follows.
-    """
-    descending = _descending(query)
-    segments = _segments(query)
-    filters = _filters(user_id, query)
-    first, start = after if after is not None else (0, None)
-    fetch = bindparam("fetch", query.limit + 1, Integer)  # one parameter for every LIMIT
+@lru_cache(maxsize=1024)
+def _list_queries(shape: _Shape, first: int, after: bool) -> tuple[Query, Query]:
+    """The page statement and the count alone (for a page past the end), per shape."""
+    segments = _segments(shape)
+    filters = _filters(shape)
+    fetch = bindparam("fetch", type_=Integer)  # one parameter for every LIMIT
     branches = [
-        _branch(i, segments[i], filters, descending, start if i == first else None, fetch)
+        _branch(i, segments[i], filters, shape.descending, after and i == first, fetch)
         for i in range(first, len(segments))
     ]
     counted = select(func.count()).select_from(tasks).where(*filters).correlate(None)
@@ -253,13 +351,40 @@ async def list_page(
         # Each branch is one ordered index scan; the sort on top puts the segments in order
         # (UNION ALL alone promises none) and handles at most segments x (limit + 1) rows.
         union = union_all(*branches).subquery("page")
-        order = [union.c[key.name] for key in (*segments[first].order, tasks.c.id)]
+        order = [union.c[key.name] for key in (*segments[first].order, c.id)]
         statement = (
             select(union, total)
-            .order_by(union.c.segment, *_directed(order, descending))
+            .order_by(union.c.segment, *_directed(order, shape.descending))
             .limit(fetch)
         )
-    rows = (await session.execute(statement)).mappings().all()
+    return Query(statement), Query(counted)
+
+
+async def list_page(
+    session: Transaction, user_id: str, query: TaskListQuery, *, after: Position | None
+) -> Page:
+    """One keyset page after `after`, and the count of every task the filters match.
+
+    One round trip: the count rides along as a scalar subquery (an InitPlan, run once), and
+    one row more than the page says whether another page follows.
+    """
+    shape = _shape(query)
+    first, start = after if after is not None else (0, ())
+    page_query, count_query = _list_queries(shape, first, after is not None)
+    params: dict[str, Any] = {
+        "user_id": user_id,
+        "fetch": query.limit + 1,
+        "priority": query.priority,
+        "tags": sorted(set(query.tag)) if query.tag else None,
+        "q": _like_pattern(query.q) if query.q is not None else None,
+        "due_before": query.due_before,
+        "due_after": query.due_after,
+        "updated_since": query.updated_since,
+    }
+    if start:
+        *values, params["after_id"] = start
+        params.update({f"after_{i}": value for i, value in enumerate(values)})
+    rows = await session.fetch(page_query, **params)
 
     if rows:
         count = rows[0]["total"]
@@ -267,24 +392,14 @@ async def list_page(
         count = 0
     else:
         # Past the last task, no row carried the count along.
-        count = (await session.execute(counted)).scalar_one()
+        counted = await session.fetchrow(count_query, **params)
+        count = counted[0] if counted is not None else 0
     next_position = None
     if len(rows) > query.limit:
+        segments = _segments(shape)
         last = rows[query.limit - 1]
         compared = segments[last["segment"]].compared
-        values = (*(last[column.name] for column in compared), last["id"])
-        next_position = (last["segment"], values)
+        position = (*(last[column.name] for column in compared), last["id"])
+        next_position = (last["segment"], position)
     page = [{name: row[name] for name in _COLUMN_NAMES} for row in rows[: query.limit]]
     return Page(page, count, next_position)
-
-
-async def stats(session: AsyncSession, user_id: str) -> RowMapping:
-    pending = tasks.c.is_completed.is_(False)
-    statement = select(
-        func.count().label("total"),
-        func.count().filter(tasks.c.is_completed).label("completed"),
-        func.count().filter(pending).label("pending"),
-        func.count().filter(pending, tasks.c.due_at < func.now()).label("overdue"),
-    ).where(tasks.c.user_id == user_id)
-    result = await session.execute(statement)
-    return result.mappings().one()

@@ -1,11 +1,13 @@
 """ETags derived from id and version, and the If-Match / If-None-Match headers."""
 
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping
+from asyncpg import Record
 
 
-def etag(task: RowMapping) -> str:
+def etag(task: Mapping[str, Any] | Record) -> str:
     return f'"{task["id"]}.{task["version"]}"'
 
 

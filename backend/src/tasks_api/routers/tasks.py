@@ -1,9 +1,10 @@
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 from urllib.parse import quote
 from uuid import UUID
 
+from asyncpg import Record
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from sqlalchemy import RowMapping
 
 from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.database import SessionDep
@@ -43,7 +44,7 @@ IfMatch = Annotated[str | None, Header(description="An ETag of the task: write o
 _WRITE_ERRORS = error_responses(NotFound, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType)
 
 
-def _task(request: Request, task: RowMapping, status_code: int = 200) -> Response:
+def _task(request: Request, task: Mapping[str, Any] | Record, status_code: int = 200) -> Response:
     return success(request, dict(task), status_code=status_code, headers={"ETag": etag(task)})
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from tasks_api.database import Transaction
 from tasks_api.errors import Conflict, IdempotencyKeyReused
 from tasks_api.repositories import idempotency_repository
 from tasks_api.schemas.task import TaskCreate, TaskPublic
@@ -45,9 +45,11 @@ def lock_id(user_id: str, key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _from_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
-    # to_jsonb wrote timestamps in the session's time zone; the API answers in UTC.
-    task = TaskPublic.model_validate(snapshot).model_dump()
+def _from_snapshot(snapshot: str | dict[str, Any]) -> dict[str, Any]:
+    # jsonb arrives as its text; to_jsonb wrote timestamps in the session's time zone, and
+    # the API answers in UTC.
+    data = orjson.loads(snapshot) if isinstance(snapshot, str) else snapshot
+    task = TaskPublic.model_validate(data).model_dump()
     return {
         name: value.astimezone(UTC) if isinstance(value, datetime) else value
         for name, value in task.items()
@@ -55,7 +57,7 @@ def _from_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create(
-    session: AsyncSession, user_id: str, payload: TaskCreate, key: str | None
+    session: Transaction, user_id: str, payload: TaskCreate, key: str | None
 ) -> Created:
     if key is None:
         # No key, no idempotency work: not one more round trip than a plain insert.

@@ -4,22 +4,18 @@ from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import RowMapping, case, func
-from sqlalchemy.ext.asyncio import AsyncSession
+from asyncpg import Record
 from uuid_utils.compat import uuid7
 
+from tasks_api.database import Transaction
 from tasks_api.errors import NotFound, PreconditionFailed, ValidationFailed
-from tasks_api.models.task import Task
 from tasks_api.repositories import task_repository
 from tasks_api.schemas.task import TaskCreate, TaskUpdate
 from tasks_api.schemas.task_query import TaskListQuery
 from tasks_api.services.cursor import CursorSigner
 
-_completed_at = Task.__table__.c.completed_at
-_is_completed = Task.__table__.c.is_completed
 
-
-async def get(session: AsyncSession, user_id: str, task_id: UUID) -> RowMapping:
+async def get(session: Transaction, user_id: str, task_id: UUID) -> Record:
     task = await task_repository.get(session, user_id, task_id)
     if task is None:
         raise NotFound
@@ -33,7 +29,7 @@ _BAD_CURSOR = (
 
 
 async def list_tasks(
-    session: AsyncSession, user_id: str, query: TaskListQuery, signer: CursorSigner
+    session: Transaction, user_id: str, query: TaskListQuery, signer: CursorSigner
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """A page of the user's tasks and its meta; cursors only continue their own query."""
     scope = {"user_id": user_id, "query": query.binding()}
@@ -59,34 +55,24 @@ async def list_tasks(
 
 def new_task_values(user_id: str, payload: TaskCreate) -> dict[str, Any]:
     """The row of a new task; shared by the plain and the keyed (idempotent) create."""
-    return payload.model_dump() | {
-        "id": uuid7(),
-        "user_id": user_id,
-        # The transaction's now(), so a task created completed has completed_at == created_at.
-        "completed_at": func.now() if payload.is_completed else None,
-    }
+    # completed_at follows is_completed in the INSERT itself (the transaction's now()).
+    return payload.model_dump() | {"id": uuid7(), "user_id": user_id}
 
 
-async def create(session: AsyncSession, user_id: str, payload: TaskCreate) -> RowMapping:
+async def create(session: Transaction, user_id: str, payload: TaskCreate) -> Record:
     return await task_repository.create(session, new_task_values(user_id, payload))
 
 
 async def update(
-    session: AsyncSession,
+    session: Transaction,
     user_id: str,
     task_id: UUID,
     payload: TaskUpdate,
     *,
     versions: Collection[int] | None,
-) -> RowMapping:
+) -> Record:
+    # completed_at follows is_completed in the UPDATE itself (kept if already completed).
     values: dict[str, Any] = payload.changes()
-    if "is_completed" in values:
-        # completed_at is kept when an already completed task stays completed.
-        values["completed_at"] = (
-            case((_is_completed, _completed_at), else_=func.now())
-            if values["is_completed"]
-            else None
-        )
     task = await task_repository.update_one(session, user_id, task_id, values, versions=versions)
     if task is None:
         raise await _why_not_written(session, user_id, task_id)
@@ -94,22 +80,16 @@ async def update(
 
 
 async def set_completed(
-    session: AsyncSession,
+    session: Transaction,
     user_id: str,
     task_id: UUID,
     completed: bool,
     *,
     versions: Collection[int] | None,
-) -> RowMapping:
+) -> Record:
     """Idempotent: a task already in the wanted state is returned unchanged (same version)."""
-    values = {"is_completed": completed, "completed_at": func.now() if completed else None}
-    task = await task_repository.update_one(
-        session,
-        user_id,
-        task_id,
-        values,
-        versions=versions,
-        only_if=(_is_completed.is_not(completed),),
+    task = await task_repository.set_completed(
+        session, user_id, task_id, completed, versions=versions
     )
     if task is not None:
         return task
@@ -122,18 +102,18 @@ async def set_completed(
 
 
 async def delete(
-    session: AsyncSession, user_id: str, task_id: UUID, *, versions: Collection[int] | None
+    session: Transaction, user_id: str, task_id: UUID, *, versions: Collection[int] | None
 ) -> None:
     if not await task_repository.delete_one(session, user_id, task_id, versions=versions):
         raise await _why_not_written(session, user_id, task_id)
 
 
-async def _why_not_written(session: AsyncSession, user_id: str, task_id: UUID) -> Exception:
+async def _why_not_written(session: Transaction, user_id: str, task_id: UUID) -> Exception:
     """A conditional write matched no row: the task is gone (404) or If-Match is stale (412)."""
     if await task_repository.get(session, user_id, task_id) is None:
         return NotFound()
     return PreconditionFailed()
 
 
-async def stats(session: AsyncSession, user_id: str) -> RowMapping:
+async def stats(session: Transaction, user_id: str) -> Record:
     return await task_repository.stats(session, user_id)
