@@ -21,6 +21,7 @@ from sqlalchemy.util import greenlet_spawn
 from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.config import Settings
 from tasks_api.database_url import to_asyncpg, uses_transaction_pooler
+from tasks_api.db_pool import SteadyQueuePool
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class Database:
             pool_recycle=settings.db_pool_recycle,
             # A request waits this long for a pooled connection before it is answered 503.
             pool_timeout=settings.db_pool_timeout,
+            poolclass=SteadyQueuePool,
             # Pre-ping, without a round trip per request: see _check_alive.
             pool_pre_ping=False,
             # The connection used last is handed out first: it is the one least likely to

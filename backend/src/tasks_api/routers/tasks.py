@@ -48,8 +48,13 @@ def _task(request: Request, task: Mapping[str, Any] | Record, status_code: int =
     return success(request, dict(task), status_code=status_code, headers={"ETag": etag(task)})
 
 
-def _cursor_signer(request: Request) -> CursorSigner:
-    return CursorSigner.from_settings(request.app.state.settings)
+async def _cursor_signer(request: Request) -> CursorSigner:
+    # async def: FastAPI runs a plain def dependency in its thread pool. Built once per app.
+    state = request.app.state
+    signer: CursorSigner | None = getattr(state, "cursor_signer", None)
+    if signer is None:
+        signer = state.cursor_signer = CursorSigner.from_settings(state.settings)
+    return signer
 
 
 @router.get("/tasks", response_model=ListEnvelope[TaskPublic], name="list_tasks")

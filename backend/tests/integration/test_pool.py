@@ -1,0 +1,58 @@
+"""The pool keeps overflow connections through bursts and lets surplus ones go later."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import event, func, select
+
+from tasks_api import db_pool
+from tasks_api.config import Settings
+from tasks_api.database import Database, Query
+
+_SLEEP = Query(select(func.pg_sleep(0.05)))
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 3}))
+    yield database
+    await database.dispose()
+
+
+def _count_connects(database: Database) -> list[object]:
+    opened: list[object] = []
+    event.listen(database.engine.sync_engine, "connect", lambda *args: opened.append(args[0]))
+    return opened
+
+
+async def _burst(database: Database, size: int) -> None:
+    async def one() -> None:
+        transaction = database.transaction("someone")
+        await transaction.fetchrow(_SLEEP)
+        await transaction.commit()
+
+    await asyncio.gather(*(one() for _ in range(size)))
+
+
+async def test_a_second_burst_opens_no_connection(database: Database) -> None:
+    opened = _count_connects(database)
+    await _burst(database, 5)
+    assert len(opened) == 5  # pool_size 2 + max_overflow 3, all needed at once
+    for _ in range(3):
+        await _burst(database, 5)
+    assert len(opened) == 5, "overflow connections were closed and opened again"
+    assert database.engine.pool.checkedout() == 0
+
+
+async def test_surplus_connections_close_once_idle(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _burst(database, 5)
+    pool = database.engine.pool
+    assert pool.checkedin() + len(pool._parked) == 5  # type: ignore[attr-defined]
+    monkeypatch.setattr(db_pool, "SURPLUS_IDLE_SECONDS", 0.0)
+    await _burst(database, 1)
+    assert pool._parked == []  # type: ignore[attr-defined]
+    assert pool.checkedin() == 2  # back to pool_size
+    assert pool.checkedout() == 0
