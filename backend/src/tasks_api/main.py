@@ -7,6 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from tasks_api import exception_handlers
+from tasks_api.auth.dependencies import BEARER_SCHEME
 from tasks_api.auth.tokens import TokenVerifier
 from tasks_api.config import Settings, get_settings
 from tasks_api.database import Database
@@ -45,6 +46,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             components[name] = body_schema
         _drop_fastapi_422(schema)
         _restore_null_details(schema)
+        _add_bearer_security(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -59,6 +61,15 @@ def _drop_fastapi_422(schema: dict[str, Any]) -> None:
                 del operation["responses"]["422"]
     for name in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(name, None)
+
+
+def _add_bearer_security(schema: dict[str, Any]) -> None:
+    """Every /api operation needs the bearer token: Swagger UI's Authorize sends it."""
+    schema["components"].setdefault("securitySchemes", {}).update(BEARER_SCHEME)
+    for path, operations in schema["paths"].items():
+        if path.startswith("/api/"):
+            for operation in operations.values():
+                operation["security"] = [{name: []} for name in BEARER_SCHEME]
 
 
 def _restore_null_details(schema: dict[str, Any]) -> None:

@@ -1,33 +1,34 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tasks_api.auth.tokens import MissingToken, TokenVerifier
 from tasks_api.errors import Forbidden
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="A JWT from Better Auth (`/api/auth/token`) or `tasks-api token --user NAME`.",
-)
+# The bearer scheme as OpenAPI shows it (main._openapi adds it to every /api operation).
+# It is not a FastAPI security dependency: one dependency reads the header, checks the token
+# and the URL's user, where HTTPBearer would be another to resolve on every request.
+BEARER_SCHEME = {
+    "HTTPBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT from Better Auth (`/api/auth/token`) or "
+        "`tasks-api token --user NAME`.",
+    }
+}
 
 
-async def get_token_user_id(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    if credentials is None:
+async def get_current_user_id(request: Request, user_id: str) -> str:
+    """The URL's user, once the token proved it is the caller: 401, then 403, before any
+    I/O and whatever else is wrong with the request."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    token = token.strip()
+    if not token or scheme.lower() != "bearer":
         raise MissingToken
     verifier: TokenVerifier = request.app.state.token_verifier
-    user_id = await verifier.verify(credentials.credentials)
-    request.state.user_id = user_id  # the access log keeps only a keyed hash of it
-    return user_id
-
-
-async def get_current_user_id(
-    user_id: str, token_user_id: Annotated[str, Depends(get_token_user_id)]
-) -> str:
-    """The URL's user, once the token proved it is the caller; checked before any I/O."""
+    token_user_id = await verifier.verify(token)
+    request.state.user_id = token_user_id  # the access log keeps only a keyed hash of it
     if user_id != token_user_id:
         raise Forbidden
     return user_id

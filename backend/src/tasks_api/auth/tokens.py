@@ -3,6 +3,7 @@
 from typing import Any
 
 import jwt
+from jwt.utils import base64url_encode
 
 from tasks_api.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
 from tasks_api.config import Settings
@@ -36,6 +37,14 @@ class TokenVerifier:
         allowed = frozenset(settings.jwt_algorithms)
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._hmac_algorithms = HMAC_ALGORITHMS & allowed if self._secret else frozenset()
+        # Prepared once: as a PyJWK, the secret is not re-examined on every request, and it
+        # can only verify HS256.
+        self._hmac_key: jwt.PyJWK | None = None
+        if self._secret is not None and self._hmac_algorithms:
+            self._hmac_key = jwt.PyJWK(
+                {"kty": "oct", "k": base64url_encode(self._secret.encode()).decode()},
+                algorithm="HS256",
+            )
         self._jwks: JwksCache | None = None
         if settings.jwks_url and ASYMMETRIC_ALGORITHMS & allowed:
             self._jwks = JwksCache(
@@ -61,11 +70,16 @@ class TokenVerifier:
         """Return the user id the token speaks for, or raise a 401 (or 503) error."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken from None
-        algorithm, key = await self._key_for(header)
+        if self._jwks is None and self._hmac_key is not None:
+            # The secret is the only key: PyJWT checks `alg` against HS256 itself, so the
+            # header need not be parsed twice.
+            algorithm, key = "HS256", self._hmac_key
+        else:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.PyJWTError:
+                raise InvalidToken from None
+            algorithm, key = await self._key_for(header)
         try:
             claims = jwt.decode(
                 token,
@@ -82,7 +96,7 @@ class TokenVerifier:
             raise InvalidToken from None
         return self._user_id(claims)
 
-    async def _key_for(self, header: dict[str, Any]) -> tuple[str, str | jwt.PyJWK]:
+    async def _key_for(self, header: dict[str, Any]) -> tuple[str, jwt.PyJWK]:
         """The one key that may verify this token, chosen by its algorithm's key type.
 
         The secret only ever verifies HMAC tokens and JWKS keys only asymmetric ones, so a
@@ -93,8 +107,8 @@ class TokenVerifier:
         algorithm = header.get("alg")
         if not isinstance(algorithm, str):
             raise InvalidToken
-        if self._secret is not None and algorithm in self._hmac_algorithms:
-            return algorithm, self._secret
+        if self._hmac_key is not None and algorithm in self._hmac_algorithms:
+            return algorithm, self._hmac_key
         if self._jwks is None or algorithm not in self._jwks.algorithms:
             raise InvalidToken
         kid = header.get("kid")
