@@ -43,7 +43,7 @@ e2e: install
 	cd $(BACKEND) && .venv/bin/pytest -q -m e2e tests/e2e $(PYTEST_ARGS)
 
 lint: install
-	cd $(BACKEND) && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+	cd $(BACKEND) && .venv/bin/ruff check . ../bench && .venv/bin/ruff format --check . ../bench
 
 format: install
 	cd $(BACKEND) && .venv/bin/ruff check --fix . && .venv/bin/ruff format .
