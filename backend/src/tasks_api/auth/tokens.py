@@ -3,6 +3,7 @@
 from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_encode
 
 from tasks_api.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
@@ -32,19 +33,32 @@ class MissingToken(Unauthorized):
         super().__init__(headers={"WWW-Authenticate": "Bearer"})
 
 
+class _PreparedHMAC(HMACAlgorithm):
+    """HS256 whose secret passed PyJWT's key checks (no PEM, DER or SSH key passed off as an
+    HMAC secret) once, at start-up: PyJWT would repeat them for every token."""
+
+    def __init__(self, secret: bytes) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared = super().prepare_key(secret)
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return self._prepared if key == self._prepared else super().prepare_key(key)
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         allowed = frozenset(settings.jwt_algorithms)
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._hmac_algorithms = HMAC_ALGORITHMS & allowed if self._secret else frozenset()
-        # Prepared once: as a PyJWK, the secret is not re-examined on every request, and it
-        # can only verify HS256.
+        # Prepared once: as a PyJWK the secret can only verify HS256, and its key checks run
+        # at start-up instead of for every token (_PreparedHMAC).
         self._hmac_key: jwt.PyJWK | None = None
         if self._secret is not None and self._hmac_algorithms:
             self._hmac_key = jwt.PyJWK(
                 {"kty": "oct", "k": base64url_encode(self._secret.encode()).decode()},
                 algorithm="HS256",
             )
+            self._hmac_key.Algorithm = _PreparedHMAC(self._hmac_key.key)
         self._jwks: JwksCache | None = None
         if settings.jwks_url and ASYMMETRIC_ALGORITHMS & allowed:
             self._jwks = JwksCache(
