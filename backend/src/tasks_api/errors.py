@@ -2,6 +2,8 @@
 
 from typing import Any, ClassVar
 
+from tasks_api.schemas.task import READ_ONLY_FIELDS
+
 
 class AppError(Exception):
     status_code: ClassVar[int] = 500
@@ -112,7 +114,6 @@ class ServiceUnavailable(AppError):
 
 # Where FastAPI puts a parameter; the client knows the field by its name alone.
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
-_READ_ONLY = frozenset({"id", "user_id", "completed_at", "created_at", "updated_at", "version"})
 
 
 def validation_details(errors: Any) -> list[dict[str, str]]:
@@ -125,7 +126,7 @@ def validation_details(errors: Any) -> list[dict[str, str]]:
         field = ".".join(loc) or "body"
         kind = error.get("type")
         if kind == "extra_forbidden":
-            message = "is read-only" if field in _READ_ONLY else "is not a known field"
+            message = "is read-only" if field in READ_ONLY_FIELDS else "is not a known field"
         elif kind == "json_invalid":
             message = "is not valid JSON"
         elif kind in {"model_type", "model_attributes_type", "dict_type"} and field == "body":

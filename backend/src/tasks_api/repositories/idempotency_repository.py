@@ -27,10 +27,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from tasks_api.database import Query, Transaction
 from tasks_api.models.idempotency_key import KEY_RETENTION, IdempotencyKey
 from tasks_api.models.task import Task
+from tasks_api.repositories.task_repository import INSERTED
 
 keys = IdempotencyKey.__table__
 tasks = Task.__table__
-TASK_COLUMNS = tuple(column.name for column in tasks.c)
 # Expired keys removed per keyed create: bounded work per request, and still more keys
 # removed than added, so a user's backlog shrinks.
 PURGE_BATCH = 100
@@ -67,9 +67,9 @@ def _build() -> Query:
     created = (
         insert(tasks)
         .from_select(
-            [*TASK_VALUES, "completed_at"],
+            [*INSERTED, "completed_at"],
             select(
-                *(_typed(name) for name in TASK_VALUES),
+                *(_typed(name) for name in INSERTED),
                 # The transaction's now(), as in the plain insert.
                 case((cast(completed, Boolean), func.now())),
             ).where(and_(select(lock.c.acquired).scalar_subquery(), ~exists(existing.select()))),
@@ -135,17 +135,6 @@ def _build() -> Query:
     return Query(statement)
 
 
-# The new task's values the caller binds (task_service.new_task_values).
-TASK_VALUES = (
-    "id",
-    "user_id",
-    "title",
-    "description",
-    "priority",
-    "due_at",
-    "tags",
-    "is_completed",
-)
 _CREATE_ONCE = _build()
 
 

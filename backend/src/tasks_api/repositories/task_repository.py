@@ -41,9 +41,11 @@ from tasks_api.schemas.task_query import SortOrder, TaskListQuery, TaskSort, Tas
 tasks = Task.__table__
 c = tasks.c
 COLUMNS = tuple(c)
-_COLUMN_NAMES = tuple(column.name for column in COLUMNS)
+COLUMN_NAMES = tuple(column.name for column in COLUMNS)
 # Fields a client writes; the rest (id, user, timestamps, version) the server sets.
 WRITABLE = ("title", "description", "priority", "due_at", "tags", "is_completed")
+# What a new task's INSERT binds (task_service.new_task_values); the server fills the rest.
+INSERTED = ("id", "user_id", *WRITABLE)
 
 _THIS_TASK = (c.user_id == bindparam("user_id"), c.id == bindparam("task_id"))
 # If-Match, checked in the write itself: NULL means no precondition.
@@ -58,7 +60,7 @@ _CREATE = Query(
     insert(tasks)
     .values(
         {
-            **{name: bindparam(name, type_=c[name].type) for name in ("id", "user_id", *WRITABLE)},
+            **{name: bindparam(name, type_=c[name].type) for name in INSERTED},
             # The transaction's now(): a task created completed has completed_at == created_at.
             "completed_at": case((_completed, func.now())),
         }
@@ -401,5 +403,5 @@ async def list_page(
         compared = segments[last["segment"]].compared
         position = (*(last[column.name] for column in compared), last["id"])
         next_position = (last["segment"], position)
-    page = [{name: row[name] for name in _COLUMN_NAMES} for row in rows[: query.limit]]
+    page = [{name: row[name] for name in COLUMN_NAMES} for row in rows[: query.limit]]
     return Page(page, count, next_position)

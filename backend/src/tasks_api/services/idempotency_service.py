@@ -12,7 +12,7 @@ import orjson
 
 from tasks_api.database import Transaction
 from tasks_api.errors import Conflict, IdempotencyKeyReused
-from tasks_api.repositories import idempotency_repository
+from tasks_api.repositories import idempotency_repository, task_repository
 from tasks_api.schemas.task import TaskCreate, TaskPublic
 from tasks_api.services import task_service
 
@@ -77,7 +77,7 @@ async def create(
         return Created(_from_snapshot(outcome["snapshot"]), replayed=True)
     if outcome["key_stored"]:
         return Created(
-            {name: outcome[name] for name in idempotency_repository.TASK_COLUMNS}, replayed=False
+            {name: outcome[name] for name in task_repository.COLUMN_NAMES}, replayed=False
         )
     # Another request holds the key (in flight), or finished between this statement's
     # snapshot and its lock. In the second case this statement may have inserted a task:
