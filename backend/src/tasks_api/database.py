@@ -1,24 +1,22 @@
-"""Engine, sessions, and the per-transaction switch to the application role and user."""
+"""Engine, transactions, and the per-transaction switch to the application role and user."""
 
 import asyncio
 import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
 
 import asyncpg
-from fastapi import Depends, Request
 from sqlalchemy import event, text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
-from sqlalchemy.util import greenlet_spawn
 
-from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.config import Settings
 from tasks_api.database_url import to_asyncpg, uses_transaction_pooler
 from tasks_api.db_pool import SteadyQueuePool
@@ -182,9 +180,26 @@ class Database:
         event.listen(self.engine.sync_engine, "checkin", _stamp)
         event.listen(self.engine.sync_engine, "checkout", _check_alive)
         self.statement_timeout = str(settings.db_statement_timeout_ms)
+        # Requests queue here, first come first served, for one of the pool's connections.
+        # The pool's own queue lets a newcomer take a connection that was handed to a
+        # waiter, which then queues again at the back: under load most requests went
+        # through at once while a few waited seconds (p99 6x the median, max ~4 s).
+        self._slots = asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
+        self._slot_timeout = settings.db_pool_timeout
 
     def transaction(self, user_id: str) -> "Transaction":
         return Transaction(self, user_id)
+
+    async def _take_slot(self) -> None:
+        """Wait in line for a connection; after DB_POOL_TIMEOUT, TimeoutError (a 503)."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns without suspending
+            return
+        async with asyncio.timeout(self._slot_timeout):
+            await self._slots.acquire()
+
+    def _give_slot(self) -> None:
+        self._slots.release()
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -196,13 +211,18 @@ class Database:
 
 
 class Transaction:
-    """One request's unit of work: one pooled connection, one transaction, run as
-    APP_ROLE for one user.
+    """One unit of work: one pooled connection, one transaction, run as APP_ROLE for one
+    user. The services open one per request with `async with`:
 
-    The connection is taken on the first query, so a request rejected by validation never
-    touches the database; `commit` or `rollback` ends it and gives the connection back.
-    Three round trips for a one-statement request: BEGIN with the role switch, the
-    statement, COMMIT.
+        async with database.transaction(user_id) as tx:
+            row = await tx.fetchrow(...)
+
+    It commits when the block ends, rolls back on an error and drops the connection when
+    the request is cancelled, so the commit happens before the response is built: a failed
+    commit is an error response, never a 2xx for lost data. The connection is taken on the
+    first query, so a request rejected by validation never touches the database. Three
+    round trips for a one-statement request: BEGIN with the role switch, the statement,
+    COMMIT.
     """
 
     __slots__ = ("_connection", "_database", "_entry", "_user_id")
@@ -212,6 +232,22 @@ class Transaction:
         self._user_id = user_id
         self._entry: PoolProxiedConnection | None = None
         self._connection: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> "Transaction":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.commit()
+        elif issubclass(exc_type, Exception):
+            await self.rollback()
+        else:
+            self.discard()  # cancelled: no await may be relied on any more
 
     async def fetch(self, query: Query, **params: Any) -> list[asyncpg.Record]:
         connection = self._connection or await self._begin()
@@ -223,7 +259,12 @@ class Transaction:
 
     async def _begin(self) -> asyncpg.Connection:
         database = self._database
-        self._entry = await database.engine.raw_connection()
+        await database._take_slot()
+        try:
+            self._entry = await database.engine.raw_connection()
+        except BaseException:
+            database._give_slot()
+            raise
         connection: asyncpg.Connection = self._entry.driver_connection
         try:
             await connection.execute(begin_script(self._user_id, database.statement_timeout))
@@ -234,7 +275,7 @@ class Transaction:
         return connection
 
     async def commit(self) -> None:
-        await self._end("COMMIT")
+        await self._end("COMMIT")  # a failed COMMIT discards the connection (_end)
 
     async def rollback(self) -> None:
         # The error that caused the rollback is the one to report, not a failed ROLLBACK.
@@ -252,6 +293,7 @@ class Transaction:
         with contextlib.suppress(Exception):
             entry.driver_connection.terminate()
         entry.detach()
+        self._database._give_slot()
 
     async def _end(self, command: str) -> None:
         connection = self._connection
@@ -266,8 +308,13 @@ class Transaction:
         self._connection = None
         entry, self._entry = self._entry, None
         if entry is not None:
-            # Returning an overflow connection closes it, which awaits inside the pool.
-            await greenlet_spawn(entry.close)
+            # Synchronous: a checkin only queues or parks the connection (SteadyQueuePool
+            # closes surplus ones at checkout, which runs in SQLAlchemy's greenlet), so no
+            # greenlet is spawned to give it back.
+            try:
+                entry.close()
+            finally:
+                self._database._give_slot()
 
 
 # A pooled connection idle longer than this is pinged before use (SQLAlchemy's pre-ping);
@@ -289,26 +336,3 @@ def _check_alive(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any
             dbapi_connection.ping()
         except Exception as exc:
             raise DisconnectionError("pre-ping failed") from exc
-
-
-async def get_session(request: Request, user_id: CurrentUserId) -> AsyncIterator[Transaction]:
-    """One transaction per request, committed before the response is sent."""
-    transaction = Transaction(request.app.state.database, user_id)
-    try:
-        yield transaction
-    except Exception:
-        await transaction.rollback()
-        raise
-    except BaseException:
-        transaction.discard()  # cancelled: no await may be relied on any more
-        raise
-    try:
-        await transaction.commit()
-    except BaseException:
-        transaction.discard()
-        raise
-
-
-# scope="function": the commit runs before the response is sent, so a failed commit is
-# an error response, never a 2xx for lost data.
-SessionDep = Annotated[Transaction, Depends(get_session, scope="function")]

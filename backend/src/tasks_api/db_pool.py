@@ -7,8 +7,9 @@ ones at once. Measured with the defaults (10 + 20) at 64 concurrent requests: ab
 new connections a second, each a backend fork, and on Neon a TLS and SCRAM handshake.
 
 Here such a connection is parked instead, handed out before a new one is opened, and
-closed only once it has been surplus for `SURPLUS_IDLE_SECONDS`: the pool still grows to
-at most `pool_size + max_overflow` and shrinks back to `pool_size` when load falls.
+closed by a later checkout once it has been surplus for `SURPLUS_IDLE_SECONDS`: the pool
+still grows to at most `pool_size + max_overflow` and shrinks back to `pool_size` when
+load falls.
 """
 
 import time
@@ -28,20 +29,21 @@ class SteadyQueuePool(AsyncAdaptedQueuePool):
         self._parked: list[tuple[ConnectionPoolEntry, float]] = []
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        # Never closes anything, so a checkin needs no greenlet (Transaction._end).
         try:
             self._pool.put(record, False)
         except sqla_queue.Full:
             self._parked.append((record, time.monotonic()))
-        self._close_surplus()
 
     def _do_get(self) -> ConnectionPoolEntry:
+        self._close_surplus()
         if self._parked:
             return self._parked.pop()[0]
         return super()._do_get()
 
     def _close_surplus(self) -> None:
-        # Closing awaits the driver, which needs SQLAlchemy's greenlet (every checkin of a
-        # live connection has one; a detached, connection-less entry may not).
+        # Closing awaits the driver, which needs SQLAlchemy's greenlet: a checkout runs in
+        # one (AsyncEngine.raw_connection), a synchronous checkin does not.
         if not in_greenlet():
             return
         deadline = time.monotonic() - SURPLUS_IDLE_SECONDS

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import event, func, select
 
-from tasks_api import db_pool
+from tasks_api import db_pool, exception_handlers
 from tasks_api.config import Settings
-from tasks_api.database import Database, Query
+from tasks_api.database import Database, Query, Transaction
 
 _SLEEP = Query(select(func.pg_sleep(0.05)))
 
@@ -56,3 +56,59 @@ async def test_surplus_connections_close_once_idle(
     assert pool._parked == []  # type: ignore[attr-defined]
     assert pool.checkedin() == 2  # back to pool_size
     assert pool.checkedout() == 0
+
+
+_ONE = Query(select(1))
+
+
+async def _hold(database: Database, count: int) -> list[Transaction]:
+    """`count` open transactions, each holding a connection."""
+    held = [database.transaction("someone") for _ in range(count)]
+    for transaction in held:
+        await transaction.fetchrow(_ONE)
+    return held
+
+
+async def test_a_waiting_request_is_not_overtaken(database: Database) -> None:
+    # SQLAlchemy's pool queue let a request arriving just as a connection came back take
+    # it from the request already waiting, which went to the back of the line again.
+    held = await _hold(database, 5)  # every connection the pool may open
+    order: list[str] = []
+
+    async def request(name: str) -> None:
+        transaction = database.transaction("someone")
+        await transaction.fetchrow(_ONE)
+        order.append(name)
+        await transaction.commit()
+
+    waiting = asyncio.create_task(request("waiting"))
+    await asyncio.sleep(0.05)
+    await held.pop().commit()
+    await request("newcomer")  # no await between the hand-back and its arrival
+    await waiting
+    assert order == ["waiting", "newcomer"]
+    for transaction in held:
+        await transaction.commit()
+
+
+async def test_a_request_waits_no_longer_than_the_pool_timeout(settings: Settings) -> None:
+    database = Database(
+        settings.model_copy(
+            update={"db_pool_size": 1, "db_max_overflow": 1, "db_pool_timeout": 0.2}
+        )
+    )
+    try:
+        held = await _hold(database, 2)
+        late = database.transaction("someone")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError) as waited:
+            await late.fetchrow(_ONE)
+        assert exception_handlers._is_unavailable(waited.value)  # answered 503
+        assert 0.2 <= asyncio.get_running_loop().time() - started < 2
+        for transaction in held:
+            await transaction.commit()
+        # Every connection came back: the next two requests need no wait.
+        for transaction in await _hold(database, 2):
+            await transaction.rollback()
+    finally:
+        await database.dispose()

@@ -19,9 +19,21 @@ BEARER_SCHEME = {
 }
 
 
-async def get_current_user_id(request: Request, user_id: str) -> str:
+# The URL's `{user_id}`, as OpenAPI shows it (main._openapi adds it where BEARER_SCHEME
+# goes). Read from the matched path by the dependency below rather than declared as a
+# FastAPI parameter: every declared parameter is looked up and validated per request again.
+USER_ID_PARAMETER = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "title": "User Id"},
+}
+
+
+async def get_current_user_id(request: Request) -> str:
     """The URL's user, once the token proved it is the caller: 401, then 403, before any
     I/O and whatever else is wrong with the request."""
+    user_id: str = request.path_params["user_id"]
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     token = token.strip()
     if not token or scheme.lower() != "bearer":

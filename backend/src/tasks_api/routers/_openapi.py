@@ -20,6 +20,7 @@ from tasks_api.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from tasks_api.models.idempotency_key import KEY_MAX
 from tasks_api.schemas.envelope import ErrorEnvelope
 
 # Bodies are read by `_body.json_body` (so auth is checked before the body is parsed);
@@ -149,6 +150,36 @@ def success_headers(
     if description is not None:
         response["description"] = description
     return {status_code: response}
+
+
+# Request headers that routes read from `request.headers` themselves: a declared FastAPI
+# Header() parameter costs a lookup and a validation on every request, sent or not.
+# name -> (constraints of the string, description or None)
+_REQUEST_HEADERS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "Idempotency-Key": (
+        {"minLength": 1, "maxLength": KEY_MAX},
+        "Makes the create safe to retry (1-255 characters of your choice, e.g. a UUID; yours "
+        "alone, remembered at least 24 hours). Sent again with the same body, it replays the "
+        "first 201 and creates nothing; with another body it is a 422; while the first request "
+        "is still running, a 409.",
+    ),
+    "If-None-Match": ({}, None),
+    "If-Match": ({}, "An ETag of the task: write only if current."),
+}
+
+
+def request_headers(*names: str) -> dict[str, Any]:
+    """OpenAPI `parameters` for hand-read request headers (`openapi_extra`)."""
+    parameters = []
+    for name in names:
+        constraints, description = _REQUEST_HEADERS[name]
+        schema: dict[str, Any] = {"anyOf": [{"type": "string", **constraints}, {"type": "null"}]}
+        parameter: dict[str, Any] = {"name": name, "in": "header", "required": False}
+        if description is not None:
+            schema["description"] = parameter["description"] = description
+        schema["title"] = name
+        parameters.append(parameter | {"schema": schema})
+    return {"parameters": parameters}
 
 
 def json_request_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from tasks_api.database import Transaction
+from tasks_api.database import Database
 from tasks_api.errors import Conflict, IdempotencyKeyReused
 from tasks_api.repositories import idempotency_repository, task_repository
 from tasks_api.schemas.task import TaskCreate, TaskPublic
@@ -56,30 +56,31 @@ def _from_snapshot(snapshot: str | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def create(
-    session: Transaction, user_id: str, payload: TaskCreate, key: str | None
-) -> Created:
+async def create(database: Database, user_id: str, payload: TaskCreate, key: str | None) -> Created:
     if key is None:
         # No key, no idempotency work: not one more round trip than a plain insert.
-        return Created(await task_service.create(session, user_id, payload), replayed=False)
+        async with database.transaction(user_id) as tx:
+            task = await task_service.create(tx, user_id, payload)
+        return Created(task, replayed=False)
     body_hash = request_hash(payload)
-    outcome = await idempotency_repository.create_task_once(
-        session,
-        user_id=user_id,
-        key=key,
-        request_hash=body_hash,
-        lock_id=lock_id(user_id, key),
-        values=task_service.new_task_values(user_id, payload),
-    )
-    if outcome["stored_hash"] is not None:
-        if bytes(outcome["stored_hash"]) != body_hash:
-            raise IdempotencyKeyReused
-        return Created(_from_snapshot(outcome["snapshot"]), replayed=True)
-    if outcome["key_stored"]:
-        return Created(
-            {name: outcome[name] for name in task_repository.COLUMN_NAMES}, replayed=False
+    async with database.transaction(user_id) as tx:
+        outcome = await idempotency_repository.create_task_once(
+            tx,
+            user_id=user_id,
+            key=key,
+            request_hash=body_hash,
+            lock_id=lock_id(user_id, key),
+            values=task_service.new_task_values(user_id, payload),
         )
-    # Another request holds the key (in flight), or finished between this statement's
-    # snapshot and its lock. In the second case this statement may have inserted a task:
-    # raising rolls it back, and the client's retry is answered with the replay.
-    raise Conflict(headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if outcome["stored_hash"] is not None:
+            if bytes(outcome["stored_hash"]) != body_hash:
+                raise IdempotencyKeyReused
+            return Created(_from_snapshot(outcome["snapshot"]), replayed=True)
+        if outcome["key_stored"]:
+            return Created(
+                {name: outcome[name] for name in task_repository.COLUMN_NAMES}, replayed=False
+            )
+        # Another request holds the key (in flight), or finished between this statement's
+        # snapshot and its lock. In the second case this statement may have inserted a
+        # task: raising here rolls it back, and the client's retry gets the replay.
+        raise Conflict(headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
