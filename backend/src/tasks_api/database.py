@@ -186,6 +186,7 @@ class Database:
         # through at once while a few waited seconds (p99 6x the median, max ~4 s).
         self._slots = asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
         self._slot_timeout = settings.db_pool_timeout
+        self.waiting = 0  # requests in that line now (/metrics)
 
     def transaction(self, user_id: str) -> "Transaction":
         return Transaction(self, user_id)
@@ -195,8 +196,12 @@ class Database:
         if not self._slots.locked():
             await self._slots.acquire()  # free: returns without suspending
             return
-        async with asyncio.timeout(self._slot_timeout):
-            await self._slots.acquire()
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self._slot_timeout):
+                await self._slots.acquire()
+        finally:
+            self.waiting -= 1
 
     def _give_slot(self) -> None:
         self._slots.release()

@@ -43,6 +43,7 @@ class _PoolCollector(Collector):
             ("checked_in", "Idle connections in the pool.", pool.checkedin()),
             # SQLAlchemy counts overflow from -size; below zero means no overflow in use.
             ("overflow", "Connections open beyond the pool size.", max(pool.overflow(), 0)),
+            ("waiting", "Requests waiting in line for a connection.", database.waiting),
         )
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(f"tasks_api_db_pool_{name}", documentation, value=value)

@@ -232,6 +232,7 @@ class TestMetrics:
         assert _value(samples, "tasks_api_db_pool_max_overflow") == settings.db_max_overflow
         assert _value(samples, "tasks_api_db_pool_checked_out") >= 1
         assert _value(samples, "tasks_api_db_pool_overflow") >= 0
+        assert _value(samples, "tasks_api_db_pool_waiting") == 0
         assert ("tasks_api_db_pool_checked_in", {}) in [(name, got) for name, got, _ in samples]
 
     async def test_process_metrics(self, client: httpx.AsyncClient) -> None:

@@ -83,10 +83,12 @@ async def test_a_waiting_request_is_not_overtaken(database: Database) -> None:
 
     waiting = asyncio.create_task(request("waiting"))
     await asyncio.sleep(0.05)
+    assert database.waiting == 1
     await held.pop().commit()
     await request("newcomer")  # no await between the hand-back and its arrival
     await waiting
     assert order == ["waiting", "newcomer"]
+    assert database.waiting == 0
     for transaction in held:
         await transaction.commit()
 
