@@ -51,8 +51,9 @@ def _task(request: Request, task: Mapping[str, Any] | Record, status_code: int =
     return success(request, dict(task), status_code=status_code, headers={"ETag": etag(task)})
 
 
-async def _cursor_signer(request: Request) -> CursorSigner:
-    # async def: FastAPI runs a plain def dependency in its thread pool. Built once per app.
+def _cursor_signer(request: Request) -> CursorSigner:
+    # Built on first use (an app made only to export OpenAPI has no secret to sign with),
+    # then kept on the app; not a dependency, which FastAPI would resolve per request.
     state = request.app.state
     signer: CursorSigner | None = getattr(state, "cursor_signer", None)
     if signer is None:
@@ -65,10 +66,11 @@ async def list_tasks(
     request: Request,
     user_id: CurrentUserId,
     query: Annotated[TaskListQuery, Query()],
-    signer: Annotated[CursorSigner, Depends(_cursor_signer)],
 ) -> Response:
     """List your tasks: filters, a sort, and pages that follow `meta.next_cursor`."""
-    tasks, meta = await task_service.list_tasks(request.app.state.database, user_id, query, signer)
+    tasks, meta = await task_service.list_tasks(
+        request.app.state.database, user_id, query, _cursor_signer(request)
+    )
     return success(request, tasks, meta=meta)
 
 
