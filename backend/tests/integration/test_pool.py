@@ -1,6 +1,7 @@
 """The pool keeps overflow connections through bursts and lets surplus ones go later."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -61,6 +62,21 @@ async def test_surplus_connections_close_once_idle(
 _ONE = Query(select(1))
 
 
+@contextlib.asynccontextmanager
+async def _two_connections(settings: Settings, pool_timeout: float) -> AsyncIterator[Database]:
+    # Two, so that the open transactions these tests hold also fit behind the test
+    # PgBouncer's three server connections (TEST_PGBOUNCER=1).
+    database = Database(
+        settings.model_copy(
+            update={"db_pool_size": 1, "db_max_overflow": 1, "db_pool_timeout": pool_timeout}
+        )
+    )
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
 async def _hold(database: Database, count: int) -> list[Transaction]:
     """`count` open transactions, each holding a connection."""
     held = [database.transaction("someone") for _ in range(count)]
@@ -69,37 +85,33 @@ async def _hold(database: Database, count: int) -> list[Transaction]:
     return held
 
 
-async def test_a_waiting_request_is_not_overtaken(database: Database) -> None:
+async def test_a_waiting_request_is_not_overtaken(settings: Settings) -> None:
     # SQLAlchemy's pool queue let a request arriving just as a connection came back take
     # it from the request already waiting, which went to the back of the line again.
-    held = await _hold(database, 5)  # every connection the pool may open
-    order: list[str] = []
+    async with _two_connections(settings, pool_timeout=5) as database:
+        held = await _hold(database, 2)  # every connection the pool may open
+        order: list[str] = []
 
-    async def request(name: str) -> None:
-        transaction = database.transaction("someone")
-        await transaction.fetchrow(_ONE)
-        order.append(name)
-        await transaction.commit()
+        async def request(name: str) -> None:
+            transaction = database.transaction("someone")
+            await transaction.fetchrow(_ONE)
+            order.append(name)
+            await transaction.commit()
 
-    waiting = asyncio.create_task(request("waiting"))
-    await asyncio.sleep(0.05)
-    assert database.waiting == 1
-    await held.pop().commit()
-    await request("newcomer")  # no await between the hand-back and its arrival
-    await waiting
-    assert order == ["waiting", "newcomer"]
-    assert database.waiting == 0
-    for transaction in held:
-        await transaction.commit()
+        waiting = asyncio.create_task(request("waiting"))
+        await asyncio.sleep(0.05)
+        assert database.waiting == 1
+        await held.pop().commit()
+        await request("newcomer")  # no await between the hand-back and its arrival
+        await waiting
+        assert order == ["waiting", "newcomer"]
+        assert database.waiting == 0
+        for transaction in held:
+            await transaction.commit()
 
 
 async def test_a_request_waits_no_longer_than_the_pool_timeout(settings: Settings) -> None:
-    database = Database(
-        settings.model_copy(
-            update={"db_pool_size": 1, "db_max_overflow": 1, "db_pool_timeout": 0.2}
-        )
-    )
-    try:
+    async with _two_connections(settings, pool_timeout=0.2) as database:
         held = await _hold(database, 2)
         late = database.transaction("someone")
         started = asyncio.get_running_loop().time()
@@ -112,5 +124,3 @@ async def test_a_request_waits_no_longer_than_the_pool_timeout(settings: Setting
         # Every connection came back: the next two requests need no wait.
         for transaction in await _hold(database, 2):
             await transaction.rollback()
-    finally:
-        await database.dispose()
