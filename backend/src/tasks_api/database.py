@@ -207,8 +207,14 @@ class Database:
         self._slots.release()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        # In the same line as requests: outside it, the probe's connection would go to
+        # whichever request was let in next, and a busy instance would report not ready.
+        await self._take_slot()
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            self._give_slot()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

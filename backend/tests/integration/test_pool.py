@@ -110,6 +110,29 @@ async def test_a_waiting_request_is_not_overtaken(settings: Settings) -> None:
             await transaction.commit()
 
 
+async def test_the_readiness_ping_waits_in_the_same_line(settings: Settings) -> None:
+    async with _two_connections(settings, pool_timeout=5) as database:
+        held = await _hold(database, 2)
+        order: list[str] = []
+
+        async def ping() -> None:
+            await database.ping()
+            order.append("ping")
+
+        pinging = asyncio.create_task(ping())
+        await asyncio.sleep(0.05)
+        assert database.waiting == 1
+        await held.pop().commit()
+        newcomer = database.transaction("someone")
+        await newcomer.fetchrow(_ONE)
+        order.append("newcomer")
+        await pinging
+        assert order == ["ping", "newcomer"]
+        await newcomer.commit()
+        for transaction in held:
+            await transaction.commit()
+
+
 async def test_a_request_waits_no_longer_than_the_pool_timeout(settings: Settings) -> None:
     async with _two_connections(settings, pool_timeout=0.2) as database:
         held = await _hold(database, 2)
