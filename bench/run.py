@@ -686,8 +686,9 @@ class Stack:
                 str(HERE / "seed.py"),
                 "--dsn",
                 self.dsn(),
-                "--secret",
-                secret,
+                # One argument: a token_urlsafe secret may start with "-", which argparse
+                # would take for an option if it came as the next argument.
+                f"--secret={secret}",
                 "--out",
                 str(tokens),
                 "--users",
