@@ -4,12 +4,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy import event, func, select
 
 from tasks_api import db_pool, exception_handlers
 from tasks_api.config import Settings
 from tasks_api.database import Database, Query, Transaction
+from tasks_api.main import create_app
+from tests.support.auth import User
 
 _SLEEP = Query(select(func.pg_sleep(0.05)))
 
@@ -147,3 +150,29 @@ async def test_a_request_waits_no_longer_than_the_pool_timeout(settings: Setting
         # Every connection came back: the next two requests need no wait.
         for transaction in await _hold(database, 2):
             await transaction.rollback()
+
+
+async def test_over_the_wait_a_request_is_answered_503(settings: Settings) -> None:
+    # The overload case of issue #6 end to end: every connection busy for longer than
+    # DB_POOL_TIMEOUT, so the request gets a 503 in about that time, not a hang.
+    app = create_app(
+        settings.model_copy(
+            update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.3}
+        )
+    )
+    user = User()
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        (busy,) = await _hold(app.state.database, 1)
+        started = asyncio.get_running_loop().time()
+        response = await client.get(user.tasks_url, headers=user.headers)
+        waited = asyncio.get_running_loop().time() - started
+        await busy.commit()
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert "Retry-After" in response.headers
+        assert 0.3 <= waited < 2
+        after = await client.get(user.tasks_url, headers=user.headers)
+        assert after.status_code == 200

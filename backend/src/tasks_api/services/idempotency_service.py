@@ -57,13 +57,11 @@ def _from_snapshot(snapshot: str | dict[str, Any]) -> dict[str, Any]:
 
 
 async def create(database: Database, user_id: str, payload: TaskCreate, key: str | None) -> Created:
-    if key is None:
-        # No key, no idempotency work: not one more round trip than a plain insert.
-        async with database.transaction(user_id) as tx:
-            task = await task_service.create(tx, user_id, payload)
-        return Created(task, replayed=False)
-    body_hash = request_hash(payload)
     async with database.transaction(user_id) as tx:
+        if key is None:
+            # No key, no idempotency work: not one more round trip than a plain insert.
+            return Created(await task_service.create(tx, user_id, payload), replayed=False)
+        body_hash = request_hash(payload)
         outcome = await idempotency_repository.create_task_once(
             tx,
             user_id=user_id,
