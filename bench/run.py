@@ -971,42 +971,14 @@ def profile(runner: Runner, pid: int, names: tuple[str, ...]) -> None:
         time.sleep(2)
         raw = runner.workdir / f"profile_{name}.folded"  # large; the summary goes in .txt
         svg = PROFILES / f"{name}.svg"
-        subprocess.run(
-            [
-                str(pyspy),
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                str(secs),
-                "--rate",
-                "200",
-                "--nonblocking",
-                "--format",
-                "raw",
-                "-o",
-                str(raw),
-            ],
-            check=False,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                str(pyspy),
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                str(secs),
-                "--rate",
-                "200",
-                "--nonblocking",
-                "-o",
-                str(svg),
-            ],
-            check=False,
-            capture_output=True,
-        )
+        # Two recordings in turn: py-spy writes one format per run (raw for the top list).
+        for fmt, out in (("raw", raw), ("flamegraph", svg)):
+            record = ["record", "--pid", str(pid), "--duration", str(secs), "--rate", "200"]
+            subprocess.run(
+                [str(pyspy), *record, "--nonblocking", "--format", fmt, "-o", str(out)],
+                check=False,
+                capture_output=True,
+            )
         dump = subprocess.run(
             [str(pyspy), "dump", "--pid", str(pid)], capture_output=True, text=True, check=False
         )
