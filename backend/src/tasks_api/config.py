@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: float = Field(default=5.0, gt=0)
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    # Deleted tasks are remembered this long for the sync feed; an older token is a 410.
+    sync_retention_days: int = Field(default=30, ge=1, le=3650)
 
     jwt_secret: SecretStr | None = None
     jwks_url: str | None = None

@@ -63,7 +63,7 @@ def _literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def begin_script(user_id: str, statement_timeout_ms: str) -> str:
+def begin_script(user_id: str, statement_timeout_ms: str, retention_days: str = "30") -> str:
     """BEGIN and the switch to APP_ROLE for `user_id`, as one simple-protocol round trip.
 
     Every setting is local to the transaction (is_local), as PostgREST does it: nothing
@@ -75,7 +75,9 @@ def begin_script(user_id: str, statement_timeout_ms: str) -> str:
     return (
         f"BEGIN; SELECT set_config('role', '{APP_ROLE}', true), "
         f"set_config('{USER_SETTING}', {_literal(user_id)}, true), "
-        f"set_config('statement_timeout', '{int(statement_timeout_ms)}', true)"
+        f"set_config('statement_timeout', '{int(statement_timeout_ms)}', true), "
+        # Read by the write triggers when they purge expired tombstones (migration 0004).
+        f"set_config('app.sync_retention_days', '{int(retention_days)}', true)"
     )
 
 
@@ -180,6 +182,7 @@ class Database:
         event.listen(self.engine.sync_engine, "checkin", _stamp)
         event.listen(self.engine.sync_engine, "checkout", _check_alive)
         self.statement_timeout = str(settings.db_statement_timeout_ms)
+        self.retention_days = str(settings.sync_retention_days)
         # Requests queue here, first come first served, for one of the pool's connections.
         # The pool's own queue lets a newcomer take a connection that was handed to a
         # waiter, which then queues again at the back: under load most requests went
@@ -278,7 +281,9 @@ class Transaction:
             raise
         connection: asyncpg.Connection = self._entry.driver_connection
         try:
-            await connection.execute(begin_script(self._user_id, database.statement_timeout))
+            await connection.execute(
+                begin_script(self._user_id, database.statement_timeout, database.retention_days)
+            )
         except BaseException:
             self.discard()
             raise

@@ -146,3 +146,83 @@ class TestMigrations:
         assert process.returncode == 0, output.decode()
         assert await _version(fresh_url) == HEAD
         assert "tasks" in await _tables(fresh_url)
+
+
+class TestSyncAndOrderOnData:
+    """0004 on a database that already holds tasks: positions and counts backfilled."""
+
+    async def test_backfill_then_downgrade(self, fresh_url: str) -> None:
+        await alembic(fresh_url, "upgrade", "0003")
+        connection = await asyncpg.connect(fresh_url)
+        users = [f"user-{i}" for i in range(5)]
+        try:
+            for n, user in enumerate(users):
+                async with connection.transaction():
+                    await connection.execute(
+                        "SELECT set_config('role', 'tasks_app', true), "
+                        "set_config('app.user_id', $1, true)",
+                        user,
+                    )
+                    await connection.execute(
+                        "INSERT INTO tasks (id, user_id, title, priority, is_completed,"
+                        " completed_at, created_at)"
+                        " SELECT gen_random_uuid(), $1, 't' || i,"
+                        " (ARRAY['low','medium','high'])[i % 3 + 1]::task_priority,"
+                        " i % 4 = 0, CASE WHEN i % 4 = 0 THEN now() END,"
+                        " now() - make_interval(mins => i)"
+                        " FROM generate_series(1, $2) AS i",
+                        user,
+                        50 * (n + 1),
+                    )
+        finally:
+            await connection.close()
+
+        await alembic(fresh_url, "upgrade", "head")
+        connection = await asyncpg.connect(fresh_url)
+        try:
+            for n, user in enumerate(users):
+                async with connection.transaction():
+                    await connection.execute(
+                        "SELECT set_config('role', 'tasks_app', true), "
+                        "set_config('app.user_id', $1, true)",
+                        user,
+                    )
+                    by_position = await connection.fetch(
+                        "SELECT title FROM tasks ORDER BY position"
+                    )
+                    by_created = await connection.fetch(
+                        "SELECT title FROM tasks ORDER BY created_at DESC, id DESC"
+                    )
+                    # The manual order starts as the default list order: newest first.
+                    assert by_position == by_created
+                    assert len(by_position) == 50 * (n + 1)
+                    counts = await connection.fetchrow(
+                        "SELECT open_low + open_medium + open_high AS open,"
+                        " done_low + done_medium + done_high AS done,"
+                        " open_high + done_high AS high FROM task_sync"
+                    )
+                    real = await connection.fetchrow(
+                        "SELECT count(*) FILTER (WHERE NOT is_completed) AS open,"
+                        " count(*) FILTER (WHERE is_completed) AS done,"
+                        " count(*) FILTER (WHERE priority = 'high') AS high FROM tasks"
+                    )
+                    assert dict(counts) == dict(real)
+                    # A new task goes before the backfilled ones.
+                    backfilled_first = await connection.fetchval("SELECT min(position) FROM tasks")
+                    first = await connection.fetchval(
+                        "INSERT INTO tasks (id, user_id, title) VALUES (gen_random_uuid(), $1,"
+                        " 'new') RETURNING position",
+                        user,
+                    )
+                    assert first < backfilled_first
+            nullable = await connection.fetchval(
+                "SELECT is_nullable FROM information_schema.columns"
+                " WHERE table_name = 'tasks' AND column_name = 'position'"
+            )
+            assert nullable == "NO"
+        finally:
+            await connection.close()
+
+        await alembic(fresh_url, "downgrade", "0003")
+        assert await _version(fresh_url) == "0003"
+        assert {"task_sync", "task_tombstones"}.isdisjoint(await _tables(fresh_url))

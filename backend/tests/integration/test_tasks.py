@@ -21,6 +21,7 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 JSON = {"Content-Type": "application/json"}
 FIELDS = {
     "id",
+    "position",
     "user_id",
     "title",
     "description",
@@ -325,6 +326,8 @@ class TestCreateTask:
             "created_at": None,
             "updated_at": None,
             "version": 1,
+            # A new user's first task: fractional indexing's first key.
+            "position": "a0",
         }
         task_id = UUID(task["id"])
         assert task_id.version == 7

@@ -10,6 +10,7 @@ SQLModel.metadata.naming_convention = {
 }
 
 from tasks_api.models.idempotency_key import IdempotencyKey  # noqa: E402
+from tasks_api.models.sync import TaskSync, TaskTombstone  # noqa: E402
 from tasks_api.models.task import Priority, Task  # noqa: E402
 
-__all__ = ["IdempotencyKey", "Priority", "SQLModel", "Task"]
+__all__ = ["IdempotencyKey", "Priority", "SQLModel", "Task", "TaskSync", "TaskTombstone"]

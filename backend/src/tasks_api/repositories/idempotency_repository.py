@@ -136,6 +136,18 @@ def _build() -> Query:
 
 
 _CREATE_ONCE = _build()
+_TRY_LOCK = Query(select(func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger))))
+
+
+async def try_lock(session: Transaction, lock_id: int) -> bool:
+    """The key's advisory lock, never waiting: False while a request with the key runs.
+
+    Its own statement, before the insert: the insert's trigger first waits for the user's
+    write lock (migration 0004), which the in-flight request holds until it ends, and a
+    request with a key in flight must get its 409 at once, not a replay seconds later.
+    """
+    row = await session.fetchrow(_TRY_LOCK, lock_id=lock_id)
+    return bool(row is not None and row[0])
 
 
 async def create_task_once(

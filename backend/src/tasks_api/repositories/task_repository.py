@@ -40,7 +40,8 @@ from tasks_api.schemas.task_query import SortOrder, TaskListQuery, TaskSort, Tas
 
 tasks = Task.__table__
 c = tasks.c
-COLUMNS = tuple(c)
+# What a task reads as; sync_seq is the feed's bookkeeping, not part of the task.
+COLUMNS = tuple(column for column in c if column.name != "sync_seq")
 COLUMN_NAMES = tuple(column.name for column in COLUMNS)
 # Fields a client writes; the rest (id, user, timestamps, version) the server sets.
 WRITABLE = ("title", "description", "priority", "due_at", "tags", "is_completed")

@@ -20,7 +20,7 @@ from tasks_api.models.task import DESCRIPTION_MAX, TAG_MAX, TAGS_MAX, TITLE_MAX,
 
 # Fields a client may read but never write; naming them in a body is a 400 that says so.
 READ_ONLY_FIELDS = frozenset(
-    {"id", "user_id", "completed_at", "created_at", "updated_at", "version"}
+    {"id", "user_id", "completed_at", "created_at", "updated_at", "version", "position"}
 )
 
 
@@ -124,6 +124,7 @@ class TaskPublic(SQLModel):
     created_at: datetime
     updated_at: datetime
     version: int
+    position: str
 
 
 class TaskStats(SQLModel):

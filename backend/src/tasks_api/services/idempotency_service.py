@@ -62,6 +62,8 @@ async def create(database: Database, user_id: str, payload: TaskCreate, key: str
             # No key, no idempotency work: not one more round trip than a plain insert.
             return Created(await task_service.create(tx, user_id, payload), replayed=False)
         body_hash = request_hash(payload)
+        if not await idempotency_repository.try_lock(tx, lock_id(user_id, key)):
+            raise Conflict(headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         outcome = await idempotency_repository.create_task_once(
             tx,
             user_id=user_id,

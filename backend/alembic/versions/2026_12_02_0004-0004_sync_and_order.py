@@ -1,0 +1,380 @@
+"""the manual order, the sync feed and per-user counts: one write path in the database
+
+Every statement that writes `tasks` goes through the triggers created here, so no write
+operation of the API can forget its bookkeeping (specs/sync.md):
+
+- BEFORE each statement: lock the user's `task_sync` row (created on first use), before any
+  task row is touched. A user's writes are serialized by it, so the sync positions they
+  take commit in the order they were taken, and no two writers compute the same position.
+- BEFORE each row: a new task without a position goes first (`tasks_key_before`, the
+  fractional-indexing library's key before the current first one); every inserted or
+  updated row takes the next sync position.
+- AFTER each statement: the user's counts move by what changed, deletions become
+  tombstones (expired ones are purged, a bounded batch at a time), the user's position is
+  recorded, and one NOTIFY on `task_changes` names the user.
+
+Existing tasks are backfilled in batches of users, each batch its own short transaction
+holding only those users' locks: positions in the current default order (newest first),
+counts from the rows.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-02
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Users per backfill transaction: bounded lock time and WAL per commit.
+BACKFILL_USERS = 200
+
+_COUNTERS = ("open_low", "open_medium", "open_high", "done_low", "done_medium", "done_high")
+
+
+def _counts(rows: str, sign: str = "") -> str:
+    """The six counters of `rows` by user, negated with sign='-'."""
+    filters = ", ".join(
+        f"{sign}count(*) FILTER (WHERE {'' if name.startswith('done') else 'NOT '}is_completed"
+        f" AND priority = '{name.split('_')[1]}') AS {name}"
+        for name in _COUNTERS
+    )
+    return f"SELECT user_id, {filters} FROM {rows} GROUP BY user_id"
+
+
+_APPLY = ", ".join(f"{name} = {name} + d[{i}]" for i, name in enumerate(_COUNTERS, 1))
+_LIST = ", ".join(f"d.{name}" for name in _COUNTERS)
+_SUM = ", ".join(f"sum(d.{name})::bigint" for name in _COUNTERS)
+
+FUNCTIONS = [
+    # fractional-indexing's generate_key_between(NULL, b), in SQL so that an INSERT needs
+    # no round trip to read the first position; tests compare it with the library.
+    r"""
+    CREATE FUNCTION tasks_key_before(b text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        digits CONSTANT text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+        head text;
+        len int;
+        int_part text;
+        digs text;
+        d int;
+    BEGIN
+        IF b IS NULL THEN
+            RETURN 'a0';
+        END IF;
+        head := substr(b, 1, 1);
+        IF ascii(head) BETWEEN ascii('a') AND ascii('z') THEN
+            len := ascii(head) - ascii('a') + 2;
+        ELSIF ascii(head) BETWEEN ascii('A') AND ascii('Z') THEN
+            len := ascii('Z') - ascii(head) + 2;
+        ELSE
+            RAISE EXCEPTION 'invalid order key head: %', b;
+        END IF;
+        int_part := substr(b, 1, len);
+        IF length(b) > len THEN
+            RETURN int_part;  -- b has a fraction: its integer part sorts before it
+        END IF;
+        IF int_part = 'A' || repeat('0', 26) THEN
+            RAISE EXCEPTION 'no order key before %', b;
+        END IF;
+        digs := substr(int_part, 2);
+        FOR i IN REVERSE length(digs)..1 LOOP
+            d := strpos(digits, substr(digs, i, 1)) - 2;
+            IF d >= 0 THEN
+                RETURN head || overlay(digs PLACING substr(digits, d + 1, 1) FROM i FOR 1);
+            END IF;
+            digs := overlay(digs PLACING 'z' FROM i FOR 1);
+        END LOOP;
+        IF head = 'a' THEN
+            RETURN 'Zz';
+        END IF;
+        IF head = 'A' THEN
+            RAISE EXCEPTION 'no order key before %', b;
+        END IF;
+        head := chr(ascii(head) - 1);
+        IF ascii(head) < ascii('Z') THEN
+            RETURN head || digs || 'z';
+        END IF;
+        RETURN head || substr(digs, 1, length(digs) - 1);
+    END
+    $$
+    """,
+    # The i-th (0-based) key of the 'd' range: 'd' and four base-62 digits, 14.7 million
+    # keys above every key the API had handed out when the backfill ran.
+    r"""
+    CREATE FUNCTION tasks_backfill_key(i bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT 'd' || string_agg(
+            substr('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz',
+                   (i / (62::bigint ^ p)::bigint % 62)::int + 1, 1), '' ORDER BY p DESC)
+        FROM generate_series(0, 3) AS p
+    $$
+    """,
+    # Takes (and on first use creates) the user's row lock. Also called by the API before a
+    # read that a write depends on (a move reads its neighbours).
+    """
+    CREATE FUNCTION task_sync_lock(u text) RETURNS void
+    LANGUAGE sql AS $$
+        INSERT INTO task_sync (user_id) VALUES (u)
+        ON CONFLICT (user_id) DO UPDATE SET seq = task_sync.seq WHERE false
+    $$
+    """,
+    """
+    CREATE FUNCTION tasks_lock_user() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        u text := current_setting('app.user_id', true);
+    BEGIN
+        -- The API always sets the user; a maintenance session (migrations) locks by itself.
+        IF u IS NOT NULL AND u <> '' THEN
+            PERFORM task_sync_lock(u);
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE FUNCTION tasks_before_write() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' AND NEW.position IS NULL THEN
+            -- Runs after the statement's lock: it sees every committed task of the user.
+            NEW.position := tasks_key_before(
+                (SELECT min(position) FROM tasks WHERE user_id = NEW.user_id));
+        END IF;
+        NEW.sync_seq := nextval('task_change_seq');
+        RETURN NEW;
+    END
+    $$
+    """,
+    # One user's share of a statement: counts moved by `d` (in _COUNTERS order), position
+    # recorded, expired tombstones purged after a delete, listeners woken.
+    f"""
+    CREATE FUNCTION task_sync_record(u text, d bigint[], deleted boolean) RETURNS void
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        retention interval := make_interval(days => coalesce(
+            nullif(current_setting('app.sync_retention_days', true), ''), '30')::int);
+    BEGIN
+        IF u IS DISTINCT FROM current_setting('app.user_id', true) THEN
+            PERFORM task_sync_lock(u);  -- a maintenance session: the API's is held already
+        END IF;
+        UPDATE task_sync SET {_APPLY}, seq = greatest(seq, currval('task_change_seq'))
+            WHERE user_id = u;
+        IF deleted THEN
+            WITH purged AS (
+                DELETE FROM task_tombstones WHERE ctid IN (
+                    SELECT ctid FROM task_tombstones
+                    WHERE user_id = u AND deleted_at < now() - retention LIMIT 1000)
+                RETURNING seq)
+            UPDATE task_sync SET purged_seq = greatest(purged_seq, p.seq)
+                FROM (SELECT max(seq) AS seq FROM purged) AS p
+                WHERE user_id = u AND p.seq IS NOT NULL;
+        END IF;
+        PERFORM pg_notify('task_changes', u);
+    END
+    $$
+    """,
+    f"""
+    CREATE FUNCTION tasks_after_write() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM task_sync_record(user_id, ARRAY[{_LIST}], false)
+                FROM ({_counts("new_rows")}) AS d;
+        ELSIF TG_OP = 'UPDATE' THEN
+            PERFORM task_sync_record(user_id, ARRAY[{_SUM}], false)
+                FROM ({_counts("new_rows")} UNION ALL {_counts("old_rows", "-")}) AS d
+                GROUP BY user_id;
+        ELSE
+            INSERT INTO task_tombstones (user_id, task_id, seq)
+                SELECT user_id, id, nextval('task_change_seq') FROM old_rows ORDER BY id;
+            PERFORM task_sync_record(user_id, ARRAY[{_LIST}], true)
+                FROM ({_counts("old_rows", "-")}) AS d;
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+]
+
+TRIGGERS = [
+    "CREATE TRIGGER tasks_lock_user BEFORE INSERT OR UPDATE OR DELETE ON tasks "
+    "FOR EACH STATEMENT EXECUTE FUNCTION tasks_lock_user()",
+    "CREATE TRIGGER tasks_before_write BEFORE INSERT OR UPDATE ON tasks "
+    "FOR EACH ROW EXECUTE FUNCTION tasks_before_write()",
+    "CREATE TRIGGER tasks_after_insert AFTER INSERT ON tasks REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION tasks_after_write()",
+    "CREATE TRIGGER tasks_after_update AFTER UPDATE ON tasks "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION tasks_after_write()",
+    "CREATE TRIGGER tasks_after_delete AFTER DELETE ON tasks REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION tasks_after_write()",
+]
+
+
+def _isolate(table: str) -> None:
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO tasks_app")
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(
+        f"""
+        CREATE POLICY {table}_user_isolation ON {table} TO tasks_app
+            USING (user_id = current_setting('app.user_id', true))
+            WITH CHECK (user_id = current_setting('app.user_id', true))
+        """
+    )
+
+
+def upgrade() -> None:
+    op.execute("CREATE SEQUENCE task_change_seq AS bigint")
+    op.execute("GRANT USAGE ON SEQUENCE task_change_seq TO tasks_app")
+    op.create_table(
+        "task_sync",
+        sa.Column("user_id", sa.Text(), nullable=False),
+        *(
+            sa.Column(name, sa.BigInteger(), server_default="0", nullable=False)
+            for name in ("seq", "purged_seq", *_COUNTERS)
+        ),
+        sa.CheckConstraint(
+            "char_length(user_id) BETWEEN 1 AND 255", name=op.f("ck_task_sync_user_id_length")
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_task_sync")),
+    )
+    op.create_table(
+        "task_tombstones",
+        sa.Column("user_id", sa.Text(), nullable=False),
+        sa.Column("task_id", sa.Uuid(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "deleted_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("user_id", "task_id", name=op.f("pk_task_tombstones")),
+    )
+    op.create_index("ix_task_tombstones_user_seq", "task_tombstones", ["user_id", "seq"])
+    op.create_index("ix_task_tombstones_user_deleted", "task_tombstones", ["user_id", "deleted_at"])
+    _isolate("task_sync")
+    _isolate("task_tombstones")
+
+    # Both instant: no default to write into existing rows (0 is a constant default).
+    op.add_column("tasks", sa.Column("position", sa.Text(collation="C"), nullable=True))
+    op.add_column(
+        "tasks", sa.Column("sync_seq", sa.BigInteger(), server_default="0", nullable=False)
+    )
+    for statement in (*FUNCTIONS, *TRIGGERS):
+        op.execute(statement)
+
+    with op.get_context().autocommit_block():
+        _backfill()
+        op.execute("ALTER TABLE task_sync FORCE ROW LEVEL SECURITY")
+        op.execute("ALTER TABLE task_tombstones FORCE ROW LEVEL SECURITY")
+        # Built without blocking writes; a failed build leaves an invalid index to drop.
+        op.execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY uq_tasks_user_position ON tasks (user_id, position)"
+        )
+        op.execute("CREATE INDEX CONCURRENTLY ix_tasks_user_sync_seq ON tasks (user_id, sync_seq)")
+        # NOT NULL without a scan under an exclusive lock: a validated CHECK proves it first.
+        op.execute(
+            "ALTER TABLE tasks ADD CONSTRAINT ck_tasks_position_format "
+            "CHECK (position ~ '^[0-9A-Za-z]{1,128}$') NOT VALID"
+        )
+        op.execute("ALTER TABLE tasks VALIDATE CONSTRAINT ck_tasks_position_format")
+        op.execute("ALTER TABLE tasks ALTER COLUMN position SET NOT NULL")
+
+
+def _backfill() -> None:
+    """Positions (newest first) and counts for the tasks that exist, a batch of users at a
+    time. Each batch locks its users' task_sync rows first, so a concurrent write of theirs
+    waits for the batch, and one that came before is counted by its own trigger."""
+    bind = op.get_bind()
+    # The owner is held to row-level security (FORCE) and no policy names it: lifted for
+    # the backfill only, and only for the owner (the API runs as tasks_app throughout).
+    bind.execute(sa.text("ALTER TABLE tasks NO FORCE ROW LEVEL SECURITY"))
+    try:
+        users = [
+            row[0]
+            for row in bind.execute(
+                sa.text("SELECT DISTINCT user_id FROM tasks WHERE position IS NULL")
+            )
+        ]
+        for start in range(0, len(users), BACKFILL_USERS):
+            # In the autocommit block SQLAlchemy sends no BEGIN of its own.
+            bind.exec_driver_sql("BEGIN")
+            try:
+                _backfill_users(bind, users[start : start + BACKFILL_USERS])
+            except BaseException:
+                bind.exec_driver_sql("ROLLBACK")
+                raise
+            bind.exec_driver_sql("COMMIT")
+    finally:
+        bind.execute(sa.text("ALTER TABLE tasks FORCE ROW LEVEL SECURITY"))
+
+
+def _backfill_users(bind: sa.Connection, users: list[str]) -> None:
+    param = sa.bindparam("users", users, type_=sa.ARRAY(sa.Text()))
+    bind.execute(
+        sa.text(
+            "SELECT task_sync_lock(u) FROM unnest(CAST(:users AS text[])) AS u ORDER BY u"
+        ).bindparams(param)
+    )
+    bind.execute(
+        sa.text(
+            """
+            UPDATE tasks SET position = ranked.position
+            FROM (
+                SELECT id, tasks_backfill_key(row_number() OVER (
+                    PARTITION BY user_id ORDER BY created_at DESC, id DESC) - 1) AS position
+                FROM tasks WHERE user_id = ANY(:users) AND position IS NULL
+            ) AS ranked
+            WHERE tasks.id = ranked.id
+            """
+        ).bindparams(param)
+    )
+    names = ", ".join(_COUNTERS)
+    bind.execute(
+        sa.text(
+            f"""
+            UPDATE task_sync AS s SET ({names}) = ({", ".join(f"c.{n}" for n in _COUNTERS)})
+            FROM ({_counts("tasks WHERE user_id = ANY(:users)")}) AS c
+            WHERE s.user_id = c.user_id
+            """
+        ).bindparams(param)
+    )
+
+
+def downgrade() -> None:
+    for trigger in (
+        "tasks_after_delete",
+        "tasks_after_update",
+        "tasks_after_insert",
+        "tasks_before_write",
+        "tasks_lock_user",
+    ):
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON tasks")
+    for function in (
+        "tasks_after_write()",
+        "task_sync_record(text, bigint[], boolean)",
+        "tasks_before_write()",
+        "tasks_lock_user()",
+        "task_sync_lock(text)",
+        "tasks_backfill_key(bigint)",
+        "tasks_key_before(text)",
+    ):
+        op.execute(f"DROP FUNCTION IF EXISTS {function}")
+    op.execute("DROP INDEX IF EXISTS ix_tasks_user_sync_seq")
+    op.execute("DROP INDEX IF EXISTS uq_tasks_user_position")
+    op.execute("ALTER TABLE tasks DROP CONSTRAINT IF EXISTS ck_tasks_position_format")
+    op.drop_column("tasks", "sync_seq")
+    op.drop_column("tasks", "position")
+    op.execute("DROP POLICY IF EXISTS task_tombstones_user_isolation ON task_tombstones")
+    op.execute("DROP POLICY IF EXISTS task_sync_user_isolation ON task_sync")
+    op.drop_table("task_tombstones")
+    op.drop_table("task_sync")
+    op.execute("DROP SEQUENCE IF EXISTS task_change_seq")
