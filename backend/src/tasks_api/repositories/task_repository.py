@@ -35,11 +35,13 @@ from sqlalchemy import (
 )
 
 from tasks_api.database import Query, Transaction
+from tasks_api.models.sync import TaskSync
 from tasks_api.models.task import Priority, Task
 from tasks_api.schemas.task_query import SortOrder, TaskListQuery, TaskSort, TaskStatus
 
 tasks = Task.__table__
 c = tasks.c
+task_sync = TaskSync.__table__
 # What a task reads as; sync_seq is the feed's bookkeeping, not part of the task.
 COLUMNS = tuple(column for column in c if column.name != "sync_seq")
 COLUMN_NAMES = tuple(column.name for column in COLUMNS)
@@ -184,6 +186,8 @@ class Page:
     total: int
     # The last task's position when more tasks follow, else None.
     next_position: Position | None
+    # The user's sync position in the snapshot the page was read in (specs/sync.md).
+    sync_seq: int
 
 
 def _same(value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -348,15 +352,23 @@ def _list_queries(shape: _Shape, first: int, after: bool) -> tuple[Query, Query]
     ]
     counted = select(func.count()).select_from(tasks).where(*filters).correlate(None)
     total = counted.scalar_subquery().label("total")
+    # Read in the same statement, so in the same snapshot as the page (specs/sync.md).
+    seq = (
+        select(func.coalesce(func.max(task_sync.c.seq), 0))
+        .where(task_sync.c.user_id == bindparam("user_id"))
+        .scalar_subquery()
+        .label("sync_seq")
+    )
+    counted = counted.add_columns(seq)
     if len(branches) == 1:
-        statement = branches[0].add_columns(total)
+        statement = branches[0].add_columns(total, seq)
     else:
         # Each branch is one ordered index scan; the sort on top puts the segments in order
         # (UNION ALL alone promises none) and handles at most segments x (limit + 1) rows.
         union = union_all(*branches).subquery("page")
         order = [union.c[key.name] for key in (*segments[first].order, c.id)]
         statement = (
-            select(union, total)
+            select(union, total, seq)
             .order_by(union.c.segment, *_directed(order, shape.descending))
             .limit(fetch)
         )
@@ -390,13 +402,12 @@ async def list_page(
     rows = await session.fetch(page_query, **params)
 
     if rows:
-        count = rows[0]["total"]
-    elif after is None:
-        count = 0
+        count, sync_seq = rows[0]["total"], rows[0]["sync_seq"]
     else:
-        # Past the last task, no row carried the count along.
+        # No row carried the count and the sync position along.
         counted = await session.fetchrow(count_query, **params)
-        count = counted[0] if counted is not None else 0
+        assert counted is not None
+        count, sync_seq = counted
     next_position = None
     if len(rows) > query.limit:
         segments = _segments(shape)
@@ -407,4 +418,4 @@ async def list_page(
     # The page statement selects COLUMNS first, in order: zip stops before its extra columns
     # (a dict built by name costs a lookup per column and row).
     page = [dict(zip(COLUMN_NAMES, row, strict=False)) for row in rows[: query.limit]]
-    return Page(page, count, next_position)
+    return Page(page, count, next_position, sync_seq)
