@@ -118,13 +118,18 @@ FUNCTIONS = [
         FROM generate_series(0, 3) AS p
     $$
     """,
-    # Takes (and on first use creates) the user's row lock. Also called by the API before a
-    # read that a write depends on (a move reads its neighbours).
+    # Takes (and on first use creates) the user's row lock: DO UPDATE locks the existing row
+    # even when its WHERE is false, and writes no row version. Also called by the API before
+    # a read that a write depends on (a move reads its neighbours). PL/pgSQL, not SQL: it
+    # keeps its plan for the session (before PostgreSQL 18 a SQL function replans per
+    # call: 600 against 410 us of backend CPU per update transaction, measured on 15).
     """
     CREATE FUNCTION task_sync_lock(u text) RETURNS void
-    LANGUAGE sql AS $$
+    LANGUAGE plpgsql AS $$
+    BEGIN
         INSERT INTO task_sync (user_id) VALUES (u)
-        ON CONFLICT (user_id) DO UPDATE SET seq = task_sync.seq WHERE false
+        ON CONFLICT (user_id) DO UPDATE SET seq = task_sync.seq WHERE false;
+    END
     $$
     """,
     """
