@@ -77,8 +77,9 @@ class JwksCache:
 
     An unknown `kid` triggers a fetch, but at most one per `refresh_interval` and only one at
     a time, however many requests wait on it: random `kid`s cannot turn into a flood of
-    fetches (they wait, like a new key's tokens, and are then refused). Known keys are re-read after `max_age` in the background, and kept while the
-    endpoint is down (tokens signed with them stay valid until they expire).
+    fetches (they wait, like a new key's tokens, and are then refused). Known keys are re-read
+    after `max_age` in the background, and kept while the endpoint is down (tokens signed with
+    them stay valid until they expire).
     """
 
     def __init__(
