@@ -48,7 +48,7 @@ class RefusalLog:
         quiet = self._since.pop(reason, 0)
         suffix = f" ({quiet} more refused for this reason since the last line)" if quiet else ""
         logger.warning(
-            "bearer token refused [%s]: " + message + "%s",
+            "token refused [%s]: " + message + "%s",
             reason,
             *args,
             suffix,
