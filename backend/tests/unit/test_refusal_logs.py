@@ -155,8 +155,7 @@ class TestRateLimit:
         now[0] += 1
         log.report("issuer", "iss %s", "'a'")
         assert refusals(lines)[-1] == (
-            "token refused [issuer]: iss 'a' (3 more refused for this reason since the "
-            "last line)"
+            "token refused [issuer]: iss 'a' (3 more refused for this reason since the last line)"
         )
 
     def test_values_are_bounded(self, lines: pytest.LogCaptureFixture) -> None:
