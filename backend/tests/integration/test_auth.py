@@ -104,7 +104,7 @@ def attacker(attacker_key: SigningKey) -> Iterator[JwksServer]:
 async def better_auth(
     settings: Settings, openapi: OpenAPIChecker, idp: JwksServer
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The API configured as the README says: JWKS_URL, issuer and audience = base URL,
+    """The API configured as the README says: JWKS_URL, issuer and audience = its origin,
     and the shared secret too."""
     async with api(
         settings,
