@@ -16,6 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 help:
 	@echo "make run | make test | make e2e | make lint | make format | make openapi | make migrate | make clean"
+	@echo "make client | make client-check | make test-better-auth"
 
 # uv is bootstrapped into the project's own venv with pip, so nothing global is needed.
 $(UV):
@@ -85,3 +86,36 @@ test-pgbouncer: install
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq pgbouncer >/dev/null; }
 	cd $(BACKEND) && TEST_PGBOUNCER=1 .venv/bin/pytest -q $(PYTEST_ARGS)
+
+# The real clients (issue #11). `make client` regenerates the SPA's typed client
+# (clients/typescript/src/schema.d.ts) from specs/contracts/openapi.yaml with the pinned
+# openapi-typescript; `make client-check` proves it type-checks and that regenerating changes
+# nothing. `make test-better-auth` runs Better Auth's own Node server (e2e/better-auth, pinned
+# by its package-lock.json) in front of the API, and the typed client's example page in
+# Debian's headless Chromium. Node 20+ and npm from the machine; packages from npm only.
+CLIENT := clients/typescript
+BETTER_AUTH := e2e/better-auth
+NPM_CI := npm ci --no-audit --no-fund --loglevel=error
+.PHONY: client client-check test-better-auth
+
+$(CLIENT)/node_modules/.installed: $(CLIENT)/package-lock.json
+	cd $(CLIENT) && $(NPM_CI)
+	@touch $@
+
+$(BETTER_AUTH)/node_modules/.installed: $(BETTER_AUTH)/package-lock.json
+	cd $(BETTER_AUTH) && $(NPM_CI)
+	@touch $@
+
+client: $(CLIENT)/node_modules/.installed
+	cd $(CLIENT) && npm run --silent generate
+
+client-check: client
+	git diff --exit-code -- $(CLIENT)/src/schema.d.ts || \
+		{ echo "$(CLIENT)/src/schema.d.ts is stale: run make client and commit it"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(CLIENT)/src/schema.d.ts)" || \
+		{ echo "$(CLIENT)/src/schema.d.ts is not committed"; exit 1; }
+	cd $(CLIENT) && npm run --silent typecheck
+
+test-better-auth: install $(CLIENT)/node_modules/.installed $(BETTER_AUTH)/node_modules/.installed
+	cd $(CLIENT) && npm run --silent bundle
+	cd $(BACKEND) && .venv/bin/pytest -q -m better_auth tests/better_auth $(PYTEST_ARGS)

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     jwt_user_id_claim: str = "sub"
     jwt_leeway_seconds: int = Field(default=5, ge=0, le=300)
     # A slow key server holds requests for at most this long; an unknown `kid` triggers at
-    # most one fetch per interval; known keys are re-read after `jwks_cache_seconds`.
+    # most one fetch per interval (sooner, the request waits for it: auth/jwks.py); known
+    # keys are re-read after `jwks_cache_seconds`.
     jwks_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     jwks_refresh_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     jwks_cache_seconds: float = Field(default=300.0, gt=0)

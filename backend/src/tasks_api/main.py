@@ -25,8 +25,10 @@ CORS_REQUEST_HEADERS = [
     "If-None-Match",
     "Idempotency-Key",
     "X-Request-ID",
+    "Last-Event-ID",
 ]
-CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID"]
+# Retry-After: a browser page can honour a 503's or 429's advice only if it may read it.
+CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Retry-After", "Idempotent-Replayed"]
 
 
 def _operation_id(route: APIRoute) -> str:

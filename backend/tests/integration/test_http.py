@@ -29,6 +29,7 @@ CONTRACT_REQUEST_HEADERS = {
     "if-none-match",
     "idempotency-key",
     "x-request-id",
+    "last-event-id",
 }
 
 
@@ -220,7 +221,13 @@ class TestCors:
         exposed = {
             h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
         }
-        assert exposed >= {"etag", "location", "x-request-id"}
+        assert exposed >= {
+            "etag",
+            "location",
+            "x-request-id",
+            "retry-after",
+            "idempotent-replayed",
+        }
 
     async def test_errors_carry_cors_headers(self, client: httpx.AsyncClient, alice: User) -> None:
         """A browser can only read an error (and its request id) when CORS allows it."""

@@ -62,7 +62,7 @@ def better_auth_claims(
     base_url: str, user_id: str | None = None, expires_in: int = 15 * 60, **extra: Any
 ) -> dict[str, Any]:
     """What Better Auth's JWT plugin puts in a token by default: the user, `sub`, and
-    `iss`/`aud` set to its base URL, valid for 15 minutes."""
+    `iss`/`aud` set to the origin of its base URL, valid for 15 minutes."""
     user_id = user_id or random_id()
     now = int(time.time())
     return {

@@ -226,6 +226,42 @@ class TestJwksCache:
         with pytest.raises(asyncio.CancelledError):
             await waiter
 
+    async def test_a_new_key_waits_for_the_next_allowed_fetch(
+        self, server: JwksServer, key: SigningKey
+    ) -> None:
+        cache = JwksCache(
+            server.url, algorithms=ASYMMETRIC, timeout=5, refresh_interval=0.5, max_age=300
+        )
+        try:
+            assert await cache.get(key.kid, "EdDSA") is not None
+            rotated = SigningKey.generate("EdDSA")
+            server.publish(key, rotated)
+            # Fetched a moment ago, too recently to fetch again: the new key's requests wait
+            # for the next allowed fetch, all of them on the same one.
+            found = await asyncio.gather(*(cache.get(rotated.kid, "EdDSA") for _ in range(50)))
+            assert all(result is not None for result in found)
+            assert server.fetches == 2
+            # A kid that no fetch can find is decided by that next fetch too: no key.
+            assert await cache.get(random_id(), "EdDSA") is None
+            assert server.fetches == 3
+        finally:
+            await cache.aclose()
+
+    async def test_a_wait_longer_than_a_few_seconds_is_a_503(
+        self, server: JwksServer, key: SigningKey
+    ) -> None:
+        cache = JwksCache(
+            server.url, algorithms=ASYMMETRIC, timeout=5, refresh_interval=60, max_age=300
+        )
+        try:
+            assert await cache.get(key.kid, "EdDSA") is not None
+            with pytest.raises(KeysUnavailable) as error:
+                await cache.get(random_id(), "EdDSA")
+        finally:
+            await cache.aclose()
+        assert 55 <= int(error.value.headers["Retry-After"]) <= 60
+        assert server.fetches == 1
+
     async def test_unavailable_is_a_503_with_retry_after(self) -> None:
         cache = JwksCache(
             unused_port_url(),
@@ -281,6 +317,23 @@ class TestTokenVerifier:
         assert await verifier.verify(token) == "bob"
         with pytest.raises(InvalidToken):
             await verifier.verify(hmac_token({"alg": "HS256"}, claims(), TEST_SECRET))
+
+    async def test_a_rotated_key_is_accepted_at_once(
+        self, server: JwksServer, key: SigningKey
+    ) -> None:
+        verifier = TokenVerifier(
+            Settings(_env_file=None, jwks_url=server.url, jwks_refresh_interval_seconds=1)
+        )
+        try:
+            assert await verifier.verify(key.sign(claims())) == "alice"
+            rotated = SigningKey.generate("EdDSA")
+            server.publish(key, rotated)
+            # Signed with the new key right after the API fetched the old set.
+            assert await verifier.verify(rotated.sign(claims())) == "alice"
+            assert await verifier.verify(key.sign(claims())) == "alice"
+        finally:
+            await verifier.aclose()
+        assert server.fetches == 2
 
     async def test_error_messages_name_only_the_kind(self) -> None:
         verifier = TokenVerifier(Settings(_env_file=None, jwt_secret=TEST_SECRET))

@@ -25,6 +25,9 @@ MIN_RSA_BITS = 2048
 # Better Auth's set is a few hundred bytes per key; anything far larger is not a key set.
 MAX_JWKS_BYTES = 256 * 1024
 MAX_KEYS = 100
+# How long a token with a new `kid` may wait for the fetch that can find its key. With a longer
+# JWKS_REFRESH_INTERVAL_SECONDS such a token is told to retry (503) instead of held.
+MAX_KEY_WAIT_SECONDS = 5.0
 
 # Keys are looked up by (kid, alg) only: `kid` is a dictionary key, never a path or a URL.
 KeyId = tuple[str | None, str]
@@ -74,8 +77,9 @@ class JwksCache:
 
     An unknown `kid` triggers a fetch, but at most one per `refresh_interval` and only one at
     a time, however many requests wait on it: random `kid`s cannot turn into a flood of
-    fetches. Known keys are re-read after `max_age` in the background, and kept while the
-    endpoint is down (tokens signed with them stay valid until they expire).
+    fetches (they wait, like a new key's tokens, and are then refused). Known keys are re-read
+    after `max_age` in the background, and kept while the endpoint is down (tokens signed with
+    them stay valid until they expire).
     """
 
     def __init__(
@@ -101,7 +105,12 @@ class JwksCache:
         self._client: httpx.AsyncClient | None = None
 
     async def get(self, kid: str | None, algorithm: str) -> jwt.PyJWK | None:
-        """The key for this token header, or None when the current key set has none.
+        """The key for this token header, or None when a fresh key set has none.
+
+        An unknown `kid` is decided by a fetch: the one in flight, a new one, or, when the
+        last one was too recent, the next allowed one, which this request waits for (single
+        flight, `refresh_interval` at most). A key the issuer has just started signing with
+        is thus found, never refused because the API has not seen it yet.
 
         Raises KeysUnavailable when the key set cannot be read and no cached key matches:
         the token may well be good, so the caller is told to retry, not that it is invalid.
@@ -112,31 +121,52 @@ class JwksCache:
                 self._start_fetch()
             return key
         fetch = self._start_fetch()
-        if fetch is not None:
-            # Shielded: a client that hangs up must not cancel the fetch others wait on.
-            await asyncio.shield(fetch)
-            key = self._keys.get((kid, algorithm))
+        if fetch is None:
+            # The last attempt failed: the endpoint is down, and waiting would only hold the
+            # request until the same answer. A known key would have been served above.
+            if not self._available:
+                raise KeysUnavailable(self._retry_after())
+            wait = self._next_fetch_in()
+            if wait > MAX_KEY_WAIT_SECONDS:
+                raise KeysUnavailable(math.ceil(wait))
+            fetch = self._schedule_fetch(wait)
+        # Shielded: a client that hangs up must not cancel the fetch others wait on.
+        await asyncio.shield(fetch)
+        key = self._keys.get((kid, algorithm))
         if key is None and not self._available:
             raise KeysUnavailable(self._retry_after())
         return key
+
+    def kids(self, algorithm: str) -> list[str | None]:
+        """The key ids the current set holds for `algorithm`: what a token could name."""
+        return [kid for kid, alg in self._keys if alg == algorithm]
+
+    def _next_fetch_in(self) -> float:
+        if self._attempted_at is None:
+            return 0.0
+        return max(0.0, self._attempted_at + self._refresh_interval - time.monotonic())
 
     def _start_fetch(self) -> asyncio.Task[None] | None:
         """The fetch in flight, a new one if the interval allows it, else None."""
         if self._fetch is not None:
             return self._fetch
-        now = time.monotonic()
-        if self._attempted_at is not None and now - self._attempted_at < self._refresh_interval:
+        if self._next_fetch_in() > 0:
             return None
-        self._attempted_at = now
-        self._fetch = asyncio.create_task(self._refresh(), name="jwks-refresh")
+        return self._schedule_fetch(0.0)
+
+    def _schedule_fetch(self, delay: float) -> asyncio.Task[None]:
+        """A fetch that starts in `delay` seconds; until it is done, every caller shares it."""
+        self._attempted_at = time.monotonic() + delay
+        self._fetch = asyncio.create_task(self._refresh(delay), name="jwks-refresh")
         return self._fetch
 
     def _retry_after(self) -> int:
-        waited = time.monotonic() - (self._attempted_at or 0.0)
-        return max(1, math.ceil(self._refresh_interval - waited))
+        return max(1, math.ceil(self._next_fetch_in()))
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, delay: float = 0.0) -> None:
         try:
+            if delay > 0:
+                await asyncio.sleep(delay)
             keys = await self._download()
         except Exception as exc:  # whatever went wrong, there are no new keys
             self._available = False

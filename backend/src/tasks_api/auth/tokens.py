@@ -7,6 +7,7 @@ from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_encode
 
 from tasks_api.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
+from tasks_api.auth.refusals import RefusalLog, shown
 from tasks_api.config import Settings
 from tasks_api.errors import Unauthorized
 
@@ -15,6 +16,13 @@ MAX_TOKEN_LENGTH = 8192
 MAX_KID_LENGTH = 256
 MAX_USER_ID_LENGTH = 255
 HMAC_ALGORITHMS = frozenset({"HS256"})
+# Names of real JWS algorithms: a token naming one we do not accept points at a configuration
+# mismatch worth a log line; `none` or garbage is just a bad token.
+_KNOWN_ALGORITHMS = frozenset(jwt.algorithms.get_default_algorithms()) - {"none"}
+_ISSUER_HINT = (
+    "Better Auth puts the origin of its baseURL in iss and aud: scheme://host[:port], "
+    "no path, no trailing slash"
+)
 
 
 class InvalidToken(Unauthorized):
@@ -72,6 +80,7 @@ class TokenVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self._refusals = RefusalLog()
         self._options: jwt.types.Options = {
             "require": ["exp"],
             # Without a configured audience an `aud` claim is not ours to judge.
@@ -106,9 +115,52 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise ExpiredToken from None
-        except jwt.PyJWTError:
+        except jwt.PyJWTError as error:
+            self._report(error, token)
             raise InvalidToken from None
         return self._user_id(claims)
+
+    def _report(self, error: jwt.PyJWTError, token: str) -> None:
+        """Log the refusals that a configuration explains (rate-limited, never the token).
+
+        PyJWT checks the signature before the claims, so an `iss` or `aud` seen here comes
+        from a token that the issuer really signed: the API's settings are what is wrong.
+        """
+        claim = error.claim if isinstance(error, jwt.MissingRequiredClaimError) else None
+        if isinstance(error, jwt.InvalidIssuerError) or claim == "iss":
+            self._refusals.report(
+                "issuer",
+                "iss %s is not JWT_ISSUER %s (%s)",
+                shown(_unverified_claim(token, "iss")),
+                shown(self._issuer),
+                _ISSUER_HINT,
+            )
+        elif isinstance(error, jwt.InvalidAudienceError) or claim == "aud":
+            self._refusals.report(
+                "audience",
+                "aud %s does not contain JWT_AUDIENCE %s (%s)",
+                shown(_unverified_claim(token, "aud")),
+                shown(self._audience),
+                _ISSUER_HINT,
+            )
+        elif isinstance(error, jwt.InvalidAlgorithmError):
+            try:
+                algorithm = jwt.get_unverified_header(token).get("alg")
+            except jwt.PyJWTError:
+                return
+            self._refuse_algorithm(algorithm)
+
+    def _refuse_algorithm(self, algorithm: object) -> None:
+        if not isinstance(algorithm, str) or algorithm not in _KNOWN_ALGORITHMS:
+            return
+        accepted = sorted(self._hmac_algorithms | (self._jwks.algorithms if self._jwks else set()))
+        self._refusals.report(
+            "algorithm",
+            "alg %s is not accepted; accepted: %s (JWT_ALGORITHMS; HS256 needs JWT_SECRET, "
+            "EdDSA/ES256/RS256 need JWKS_URL)",
+            shown(algorithm),
+            ", ".join(accepted) or "none",
+        )
 
     async def _key_for(self, header: dict[str, Any]) -> tuple[str, jwt.PyJWK]:
         """The one key that may verify this token, chosen by its algorithm's key type.
@@ -124,12 +176,22 @@ class TokenVerifier:
         if self._hmac_key is not None and algorithm in self._hmac_algorithms:
             return algorithm, self._hmac_key
         if self._jwks is None or algorithm not in self._jwks.algorithms:
+            self._refuse_algorithm(algorithm)
             raise InvalidToken
         kid = header.get("kid")
         if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
             raise InvalidToken
         key = await self._jwks.get(kid, algorithm)
         if key is None:
+            self._refusals.report(
+                "unknown_kid",
+                "no %s key with kid %s in the JWKS at %s, fetched just now; it lists: %s "
+                "(is JWKS_URL this issuer's?)",
+                algorithm,
+                shown(kid),
+                self._jwks.url,
+                ", ".join(shown(known) for known in self._jwks.kids(algorithm)) or "no such key",
+            )
             raise InvalidToken
         return algorithm, key
 
@@ -147,3 +209,10 @@ class TokenVerifier:
     async def aclose(self) -> None:
         if self._jwks is not None:
             await self._jwks.aclose()
+
+
+def _unverified_claim(token: str, name: str) -> object:
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get(name)
+    except jwt.PyJWTError:
+        return None
