@@ -269,6 +269,8 @@ export interface components {
             updated_at: string;
             /** Version */
             version: number;
+            /** Position */
+            position: string;
         };
         /**
          * TaskSort
