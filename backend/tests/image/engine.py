@@ -1,0 +1,317 @@
+"""Docker for the image tests: Debian's engine, and local stand-ins for the registry images.
+
+No image registry is reachable here, so the two base images the Dockerfile names, and the
+PostgreSQL image docker-compose.yml names, are built locally once and kept by tag (the tag
+carries a digest of their recipe, so a changed recipe builds anew). See specs/container.md.
+
+Only PyPI and Debian's archive are reached: the Debian root file system comes from
+`debootstrap` on the mirror apt already uses, the uv binary from the uv wheel on PyPI, and
+the project's `uv sync` goes to PyPI from inside the build, on the host's network.
+"""
+
+import hashlib
+import inspect
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BACKEND = Path(__file__).resolve().parents[2]
+ROOT = BACKEND.parent
+STANDINS = Path(__file__).parent / "standins"
+# Debian's docker.io client: the machine's other one (/usr/local/bin) builds only with buildx.
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
+# The image under test; compose's own `tasks-api:local` is left to the operator.
+API_IMAGE = "tasks-api:image-test"
+DEBIAN_SUITE = "bookworm"
+# Proxy settings are Docker's predefined build arguments: passed on by name (the value stays
+# in the environment, out of the command line and out of the repository).
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+# The host's extra certificate authorities (a TLS-inspecting proxy's, say) go into the
+# stand-in base, so the build trusts what the host trusts. None are committed here.
+HOST_EXTRA_CAS = Path("/usr/local/share/ca-certificates")
+BUILD_SECONDS = 1200
+
+
+class DockerError(RuntimeError):
+    pass
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll until `condition` holds; the limit only bounds a hang, no result depends on it."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not within {seconds:.0f} s: {what}")
+        time.sleep(0.2)
+
+
+class Docker:
+    def __init__(self, binary: str = DOCKER) -> None:
+        if not Path(binary).exists():
+            raise DockerError(f"{binary} is missing: `make test-image` installs docker.io")
+        self.binary = binary
+        # Debian's 20.10 client uses BuildKit (cache mounts) only when asked.
+        self.env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(  # noqa: S603 (our own arguments)
+            [self.binary, *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            input=input,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise DockerError(
+                f"docker {' '.join(args[:3])} ... exited {result.returncode}:\n"
+                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def answers(self) -> bool:
+        return self.run("version", check=False, timeout=30).returncode == 0
+
+    def has_image(self, tag: str) -> bool:
+        return self.run("image", "inspect", tag, check=False).returncode == 0
+
+    def build(self, tag: str, context: Path, dockerfile: Path, **build_args: str) -> None:
+        args = ["build", "--progress=plain", "--network=host", "--tag", tag]
+        args += ["--file", str(dockerfile)]
+        for name, value in build_args.items():
+            args += ["--build-arg", f"{name}={value}"]
+        for name in PROXY_VARIABLES:
+            if os.environ.get(name):
+                args += ["--build-arg", name]
+        self.run(*args, str(context), timeout=BUILD_SECONDS)
+
+
+@contextmanager
+def daemon(docker: Docker, log: Path) -> Iterator[bool]:
+    """A running engine: the one that answers, or Debian's dockerd started (and stopped) here.
+    Yields whether this started it."""
+    if docker.answers():
+        yield False
+        return
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        process = subprocess.Popen(  # noqa: S603
+            [dockerd], stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for(lambda: process.poll() is not None or docker.answers(), 90, "dockerd to answer")
+        if process.poll() is not None:
+            raise DockerError(f"dockerd exited {process.returncode}; see {log}")
+        yield True
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _digest(*parts: bytes | str) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode() if isinstance(part, str) else part)
+        hasher.update(b"\0")
+    return hasher.hexdigest()[:12]
+
+
+def _extra_cas() -> list[Path]:
+    if not HOST_EXTRA_CAS.is_dir():
+        return []
+    return sorted(path for path in HOST_EXTRA_CAS.rglob("*.crt") if path.is_file())
+
+
+def debian_mirror() -> str:
+    """DEBIAN_MIRROR, else the mirror apt is configured with for bookworm's main archive."""
+    if os.environ.get("DEBIAN_MIRROR"):
+        return os.environ["DEBIAN_MIRROR"]
+    sources = Path("/etc/apt")
+    candidates: list[str] = []
+    for path in sorted(sources.glob("sources.list.d/*.sources")):
+        for stanza in re.split(r"\n\s*\n", path.read_text()):
+            fields = dict(
+                (key.strip().lower(), value.strip())
+                for key, _, value in (line.partition(":") for line in stanza.splitlines())
+                if not key.startswith("#")
+            )
+            if (
+                DEBIAN_SUITE in fields.get("suites", "").split()
+                and "main" in fields.get("components", "").split()
+            ):
+                candidates += fields.get("uris", "").split()
+    for path in [sources / "sources.list", *sorted(sources.glob("sources.list.d/*.list"))]:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                words = re.sub(r"\[[^]]*\]", "", line).split()
+                if words[:1] == ["deb"] and len(words) >= 4 and words[2] == DEBIAN_SUITE:
+                    candidates.append(words[1])
+    if not candidates:
+        raise DockerError(f"no apt source for Debian {DEBIAN_SUITE}: set DEBIAN_MIRROR")
+    return candidates[0]
+
+
+def _apt_keeps_expired_releases() -> bool:
+    """Whether the host's apt accepts a Release file past its Valid-Until (a snapshot mirror)."""
+    result = subprocess.run(
+        ["apt-config", "dump", "Acquire::Check-Valid-Until"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return '"false"' in result.stdout
+
+
+def debian_base(docker: Docker) -> str:
+    """Debian bookworm (minbase) from debootstrap, trusting the host's certificate authorities."""
+    cas = _extra_cas()
+    expired_ok = _apt_keeps_expired_releases()
+    recipe = inspect.getsource(debian_base)
+    tag = f"tasks-api-standin/debian:{DEBIAN_SUITE}-" + _digest(
+        recipe, str(expired_ok), *(path.read_bytes() for path in cas)
+    )
+    if docker.has_image(tag):
+        return tag
+    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+    with tempfile.TemporaryDirectory(prefix="tasks-api-rootfs-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        subprocess.run(  # noqa: S603
+            [
+                debootstrap,
+                "--variant=minbase",
+                "--include=ca-certificates",
+                DEBIAN_SUITE,
+                str(rootfs),
+                debian_mirror(),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        if cas:
+            target = rootfs / "usr/local/share/ca-certificates"
+            for path in cas:
+                shutil.copy(path, target / path.name)
+            subprocess.run(  # noqa: S603
+                ["chroot", str(rootfs), "update-ca-certificates"],  # noqa: S607
+                check=True,
+                capture_output=True,
+            )
+        if expired_ok:
+            (rootfs / "etc/apt/apt.conf.d/99snapshot-mirror").write_text(
+                'Acquire::Check-Valid-Until "false";\n'
+            )
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for path in (rootfs / leftover).glob("*"):
+                if path.is_file():
+                    path.unlink()
+        archive = subprocess.Popen(  # noqa: S603
+            ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],  # noqa: S607
+            stdout=subprocess.PIPE,
+        )
+        changes = [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8",
+            # uv reads the system's bundle only when told; Debian's holds the host's CAs too.
+            "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+            'CMD ["bash"]',
+        ]
+        imported = subprocess.run(  # noqa: S603
+            [docker.binary, "import", *(f"--change={c}" for c in changes), "-", tag],
+            stdin=archive.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert archive.stdout is not None
+        archive.stdout.close()
+        if archive.wait() != 0 or imported.returncode != 0:
+            raise DockerError(f"importing the root file system failed: {imported.stderr}")
+    return tag
+
+
+def _from_dockerfile(docker: Docker, name: str, version: str, **build_args: str) -> str:
+    dockerfile = STANDINS / f"{name}.Dockerfile"
+    tag = f"tasks-api-standin/{name}:{version}-" + _digest(
+        dockerfile.read_bytes(),
+        *(path.read_bytes() for path in sorted(STANDINS.glob(f"{name}-*"))),
+        *build_args.values(),
+    )
+    if not docker.has_image(tag):
+        docker.build(tag, STANDINS, dockerfile, **build_args)
+    return tag
+
+
+def python_image(docker: Docker) -> str:
+    return _from_dockerfile(docker, "python", "3.11-slim-bookworm", BASE=debian_base(docker))
+
+
+def postgres_image(docker: Docker) -> str:
+    return _from_dockerfile(docker, "postgres", "15-bookworm", BASE=debian_base(docker))
+
+
+def uv_version() -> str:
+    """The Makefile's UV_VERSION: the one version the project bootstraps and the image copies."""
+    found = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    if not found:
+        raise DockerError("UV_VERSION is missing from the Makefile")
+    return found[1]
+
+
+def uv_image(docker: Docker) -> str:
+    version = uv_version()
+    dockerfile = STANDINS / "uv.Dockerfile"
+    tag = f"tasks-api-standin/uv:{version}-" + _digest(dockerfile.read_bytes())
+    if docker.has_image(tag):
+        return tag
+    with tempfile.TemporaryDirectory(prefix="tasks-api-uv-") as tmp:
+        context = Path(tmp)
+        subprocess.run(  # noqa: S603
+            [
+                str(BACKEND / ".venv/bin/pip"),
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                f"uv=={version}",
+                "--dest",
+                str(context / "wheel"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        (wheel,) = (context / "wheel").glob("uv-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for binary in ("uv", "uvx"):
+                member = f"uv-{version}.data/scripts/{binary}"
+                (context / binary).write_bytes(archive.read(member))
+                (context / binary).chmod(0o755)
+        shutil.copy(dockerfile, context / "Dockerfile")
+        docker.build(tag, context, context / "Dockerfile")
+    return tag
+
+
+def api_image(docker: Docker) -> str:
+    """The project's image from backend/Dockerfile, on the stand-in base images."""
+    docker.build(
+        API_IMAGE,
+        BACKEND,
+        BACKEND / "Dockerfile",
+        PYTHON_IMAGE=python_image(docker),
+        UV_IMAGE=uv_image(docker),
+    )
+    return API_IMAGE
