@@ -26,6 +26,8 @@ from tests.support.database import OWNER_PASSWORD, OWNER_ROLE, TestCluster
 CONTAINER_SOCKET_DIR = "/run/tasks-api-db"
 DOCKERD_LOG = Path(tempfile.gettempdir()) / "tasks-api-image-tests-dockerd.log"
 START_SECONDS = 90
+# Every container, and every compose project, these tests start is named with it.
+CONTAINER_PREFIX = "tasks-api-image-test-"
 _image_size: dict[str, int] = {}
 
 
@@ -37,6 +39,8 @@ def docker() -> Iterator[engine.Docker]:
     client.env["JWT_SECRET"] = TEST_SECRET
     with engine.daemon(client, DOCKERD_LOG):
         yield client
+        left = client.run("ps", "--all", "--quiet", "--filter", f"name={CONTAINER_PREFIX}")
+        assert left.stdout.split() == [], "containers of these tests were left behind"
 
 
 @pytest.fixture(scope="session")
@@ -166,7 +170,7 @@ def start_api(
     started: list[Container] = []
 
     def start(database: str, *env: str) -> Container:
-        name = f"tasks-api-image-test-{secrets.token_hex(4)}"
+        name = f"{CONTAINER_PREFIX}{secrets.token_hex(4)}"
         port = free_port()
         container = Container(docker, name, f"http://127.0.0.1:{port}")
         started.append(container)

@@ -207,10 +207,12 @@ def debian_base(docker: Docker) -> str:
             target = rootfs / "usr/local/share/ca-certificates"
             for path in cas:
                 shutil.copy(path, target / path.name)
+            chroot = shutil.which("chroot") or "/usr/sbin/chroot"
             subprocess.run(  # noqa: S603
-                ["chroot", str(rootfs), "update-ca-certificates"],  # noqa: S607
+                [chroot, str(rootfs), "update-ca-certificates"],
                 check=True,
                 capture_output=True,
+                env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             )
         if expired_ok:
             (rootfs / "etc/apt/apt.conf.d/99snapshot-mirror").write_text(

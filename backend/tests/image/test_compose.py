@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.image import engine
-from tests.image.conftest import free_port
+from tests.image.conftest import CONTAINER_PREFIX, free_port
 from tests.support.auth import TEST_SECRET, User
 
 pytestmark = pytest.mark.image
@@ -59,7 +59,7 @@ class Compose:
 
 
 def _project() -> str:
-    return f"tasks-api-image-test-{secrets.token_hex(4)}"
+    return f"{CONTAINER_PREFIX}{secrets.token_hex(4)}"
 
 
 def test_config_validates_the_file_and_requires_its_secrets() -> None:
