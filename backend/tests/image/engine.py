@@ -178,11 +178,26 @@ def _apt_keeps_expired_releases() -> bool:
     return '"false"' in result.stdout
 
 
+APT_CLEAN = """\
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+"""
+DPKG_SLIM = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+"""
+
+
 def debian_base(docker: Docker) -> str:
     """Debian bookworm (minbase) from debootstrap, trusting the host's certificate authorities."""
     cas = _extra_cas()
     expired_ok = _apt_keeps_expired_releases()
-    recipe = inspect.getsource(debian_base)
+    recipe = inspect.getsource(debian_base) + APT_CLEAN + DPKG_SLIM
     tag = f"tasks-api-standin/debian:{DEBIAN_SUITE}-" + _digest(
         recipe, str(expired_ok), *(path.read_bytes() for path in cas)
     )
@@ -218,10 +233,23 @@ def debian_base(docker: Docker) -> str:
             (rootfs / "etc/apt/apt.conf.d/99snapshot-mirror").write_text(
                 'Acquire::Check-Valid-Until "false";\n'
             )
-        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for path in (rootfs / leftover).glob("*"):
-                if path.is_file():
+        # Slim as Docker's Debian images are: apt keeps no caches, dpkg installs no docs.
+        (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
+        (rootfs / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(DPKG_SLIM)
+        for pattern in (
+            "var/cache/apt/*.bin",
+            "var/cache/apt/archives/*.deb",
+            "var/lib/apt/lists/*_*",
+            "usr/share/man/*/*",
+            "usr/share/info/*",
+            "usr/share/locale/*/*",
+            "usr/share/doc/*/*",
+        ):
+            for path in rootfs.glob(pattern):
+                if path.name != "copyright" and (path.is_file() or path.is_symlink()):
                     path.unlink()
+                elif path.is_dir() and path.name != "copyright":
+                    shutil.rmtree(path)
         archive = subprocess.Popen(  # noqa: S603
             ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],  # noqa: S607
             stdout=subprocess.PIPE,
@@ -244,7 +272,16 @@ def debian_base(docker: Docker) -> str:
         archive.stdout.close()
         if archive.wait() != 0 or imported.returncode != 0:
             raise DockerError(f"importing the root file system failed: {imported.stderr}")
+    _forget_older(docker, tag)
     return tag
+
+
+def _forget_older(docker: Docker, tag: str) -> None:
+    """Remove the stand-in's tags of earlier recipes (kept only while a container uses one)."""
+    repository = tag.rpartition(":")[0]
+    listed = docker.run("image", "ls", repository, "--format={{.Repository}}:{{.Tag}}")
+    for old in set(listed.stdout.split()) - {tag}:
+        docker.run("image", "rm", old, check=False)
 
 
 def _from_dockerfile(docker: Docker, name: str, version: str, **build_args: str) -> str:
@@ -256,6 +293,7 @@ def _from_dockerfile(docker: Docker, name: str, version: str, **build_args: str)
     )
     if not docker.has_image(tag):
         docker.build(tag, STANDINS, dockerfile, **build_args)
+    _forget_older(docker, tag)
     return tag
 
 
@@ -305,11 +343,14 @@ def uv_image(docker: Docker) -> str:
                 (context / binary).chmod(0o755)
         shutil.copy(dockerfile, context / "Dockerfile")
         docker.build(tag, context, context / "Dockerfile")
+    _forget_older(docker, tag)
     return tag
 
 
 def api_image(docker: Docker) -> str:
-    """The project's image from backend/Dockerfile, on the stand-in base images."""
+    """The project's image from backend/Dockerfile, on the stand-in base images (BuildKit's
+    layer cache makes an unchanged rebuild quick); the image it replaces is removed."""
+    before = docker.run("image", "inspect", "--format={{.Id}}", API_IMAGE, check=False)
     docker.build(
         API_IMAGE,
         BACKEND,
@@ -317,6 +358,12 @@ def api_image(docker: Docker) -> str:
         PYTHON_IMAGE=python_image(docker),
         UV_IMAGE=uv_image(docker),
     )
+    replaced = before.stdout.strip()
+    if (
+        before.returncode == 0
+        and replaced != docker.run("image", "inspect", "--format={{.Id}}", API_IMAGE).stdout.strip()
+    ):
+        docker.run("image", "rm", replaced, check=False)
     return API_IMAGE
 
 
