@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.image import engine
+from tests.image import engine, images
 from tests.support.auth import TEST_SECRET
 from tests.support.database import OWNER_PASSWORD, OWNER_ROLE, TestCluster
 
@@ -45,7 +45,7 @@ def docker() -> Iterator[engine.Docker]:
 
 @pytest.fixture(scope="session")
 def api_image(docker: engine.Docker) -> str:
-    image = engine.api_image(docker)
+    image = images.api_image(docker)
     _image_size[image] = int(docker.run("image", "inspect", "--format={{.Size}}", image).stdout)
     return image
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.image import engine
+from tests.image import engine, images
 from tests.image.conftest import CONTAINER_PREFIX, free_port
 from tests.support.auth import TEST_SECRET, User
 
 pytestmark = pytest.mark.image
 
 COMPOSE_FILE = engine.ROOT / "docker-compose.yml"
-OVERRIDE = engine.STANDINS / "compose.override.yml"
+OVERRIDE = images.STANDINS / "compose.override.yml"
 PROJECT_LABEL = "com.docker.compose.project"
 
 
@@ -63,7 +63,7 @@ def _project() -> str:
 
 
 def test_config_validates_the_file_and_requires_its_secrets() -> None:
-    compose = Compose(engine.compose_binary(), _project(), [COMPOSE_FILE])
+    compose = Compose(images.compose_binary(), _project(), [COMPOSE_FILE])
     compose.variables = {"JWT_SECRET": TEST_SECRET, "POSTGRES_PASSWORD": "pw"}
     resolved = json.loads(compose.run("config", "--format", "json").stdout)
     assert set(resolved["services"]) == {"db", "migrate", "api"}
@@ -81,13 +81,13 @@ def test_config_validates_the_file_and_requires_its_secrets() -> None:
 
 @pytest.fixture
 def stack(docker: engine.Docker, api_image: str) -> Iterator[Compose]:
-    compose = Compose(engine.compose_binary(), _project(), [COMPOSE_FILE, OVERRIDE])
+    compose = Compose(images.compose_binary(), _project(), [COMPOSE_FILE, OVERRIDE])
     compose.variables = {
         "JWT_SECRET": TEST_SECRET,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
         "API_PORT": str(free_port()),
         "TASKS_API_IMAGE": api_image,
-        "STANDIN_POSTGRES_IMAGE": engine.postgres_image(docker),
+        "STANDIN_POSTGRES_IMAGE": images.postgres_image(docker),
     }
     try:
         yield compose
