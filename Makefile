@@ -12,10 +12,10 @@ PORT ?= 8000
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test e2e lint format openapi migrate clean help
+.PHONY: install run test e2e test-image lint format openapi migrate clean help
 
 help:
-	@echo "make run | make test | make e2e | make lint | make format | make openapi | make migrate | make clean"
+	@echo "make run | make test | make e2e | make test-image | make lint | make format | make openapi | make migrate | make clean"
 	@echo "make client | make client-check | make test-better-auth"
 
 # uv is bootstrapped into the project's own venv with pip, so nothing global is needed.
@@ -42,6 +42,19 @@ test: install
 # never a browser download. CHROMIUM names another binary.
 e2e: install
 	cd $(BACKEND) && .venv/bin/pytest -q -m e2e tests/e2e $(PYTEST_ARGS)
+
+# The production image built from backend/Dockerfile and run, and docker-compose.yml brought
+# up and down (tests/image, specs/container.md). No registry is needed: the base images are
+# local stand-ins (debootstrap's Debian, the uv wheel's binary), built once and kept by tag.
+# Needs root for dockerd and debootstrap, as in CI: Debian's docker.io and debootstrap are
+# installed when missing, and the tests start dockerd when none answers (and stop it again).
+test-image: install
+	@{ [ -x /usr/bin/docker ] && [ -x /usr/sbin/dockerd ] && [ -x /usr/sbin/debootstrap ]; } || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get update -qq && \
+		$$SUDO apt-get install -y -qq --no-install-recommends docker.io debootstrap >/dev/null; }
+	cd $(BACKEND) && .venv/bin/pytest -q -m image tests/image $(PYTEST_ARGS)
 
 lint: install
 	cd $(BACKEND) && .venv/bin/ruff check . ../bench && .venv/bin/ruff format --check . ../bench
