@@ -12,10 +12,10 @@ PORT ?= 8000
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test e2e lint format openapi migrate clean help
+.PHONY: install run test e2e fuzz lint format openapi migrate clean help
 
 help:
-	@echo "make run | make test | make e2e | make lint | make format | make openapi | make migrate | make clean"
+	@echo "make run | make test | make e2e | make fuzz | make lint | make format | make openapi | make migrate | make clean"
 
 # uv is bootstrapped into the project's own venv with pip, so nothing global is needed.
 $(UV):
@@ -41,6 +41,16 @@ test: install
 # never a browser download. CHROMIUM names another binary.
 e2e: install
 	cd $(BACKEND) && .venv/bin/pytest -q -m e2e tests/e2e $(PYTEST_ARGS)
+
+# The suite's schemathesis test (every operation of the live OpenAPI document, stateful run
+# included) for much longer and with a random seed each run; see specs/fuzzing.md.
+FUZZ_EXAMPLES ?= 300
+FUZZ_STATEFUL_EXAMPLES ?= 200
+FUZZ_STATEFUL_STEPS ?= 10
+fuzz: install
+	cd $(BACKEND) && FUZZ_SEED=random FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		FUZZ_STATEFUL_EXAMPLES=$(FUZZ_STATEFUL_EXAMPLES) FUZZ_STATEFUL_STEPS=$(FUZZ_STATEFUL_STEPS) \
+		.venv/bin/pytest -q -p no:cacheprovider tests/contract/test_schemathesis.py $(PYTEST_ARGS)
 
 lint: install
 	cd $(BACKEND) && .venv/bin/ruff check . ../bench && .venv/bin/ruff format --check . ../bench

@@ -24,6 +24,9 @@ USER_ID_MAX = 255
 # and stateful testers follow them), and the paths of those operations.
 CREATE_OPERATION = "create_task"
 TASK_PATH = "/api/{user_id}/tasks/{task_id}"
+# Parameters that carry a token the server issued and signed (a list cursor, a sync token):
+# marked so that tools drawing values know a drawn one is refused (tests/support).
+SERVER_ISSUED = frozenset({("query", "cursor"), ("query", "since"), ("header", "Last-Event-ID")})
 _CACHE_CONTROL = {
     "description": "`no-store`: an answer about your tasks is never cached.",
     "schema": {"type": "string", "enum": ["no-store"]},
@@ -73,10 +76,12 @@ def _parameters_are_never_null(operation: dict[str, Any]) -> None:
             del schema["default"]
 
 
-def _user_id(operation: dict[str, Any]) -> None:
+def _parameters(operation: dict[str, Any]) -> None:
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path" and parameter["name"] == "user_id":
             parameter["schema"].update(minLength=1, maxLength=USER_ID_MAX)
+        if (parameter["in"], parameter["name"]) in SERVER_ISSUED:
+            parameter["x-server-issued"] = True
 
 
 def _errors_by_shape(path: str, operation: dict[str, Any]) -> None:
@@ -125,7 +130,7 @@ def _links_from_create(schema: dict[str, Any]) -> None:
 def apply(schema: dict[str, Any]) -> None:
     for path, _, operation in _operations(schema):
         _parameters_are_never_null(operation)
-        _user_id(operation)
+        _parameters(operation)
         _errors_by_shape(path, operation)
         _response_headers(path, operation)
         operation["responses"] = dict(sorted(operation["responses"].items()))
