@@ -61,6 +61,10 @@ class HttpToolsProtocol(_HttpToolsProtocol):
                 b"content-type: application/json\r\n",
                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                 b"x-request-id: " + request_id + b"\r\n",
+                # As the request-context middleware adds to every /api answer.
+                b"cache-control: no-store\r\n"
+                if getattr(self, "url", b"").startswith(b"/api/")
+                else b"",
                 b"connection: close\r\n",
                 b"\r\n",
                 body,

@@ -208,6 +208,31 @@ def test_examples_in_parameters_and_headers_match(document: dict[str, Any]) -> N
                 assert not errors, f"{method} {path}: {errors[0].message}"
 
 
+def _schemas_with_examples(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("examples"), list) and ("type" in node or "properties" in node):
+            yield node
+        for value in node.values():
+            yield from _schemas_with_examples(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _schemas_with_examples(item)
+
+
+def test_schema_examples_match(document: dict[str, Any]) -> None:
+    """The request bodies' examples (Swagger UI's "Try it out", schemathesis's examples phase)
+    are valid, and the server accepts them."""
+    found = list(_schemas_with_examples(document))
+    assert found, "no schema carries examples"
+    for schema in found:
+        validator = Draft202012Validator({"components": document["components"], **schema})
+        for example in schema["examples"]:
+            errors = [error.message for error in validator.iter_errors(example)]
+            assert not errors, f"{example}: {errors}"
+    for example in _schema(document, "TaskCreate")["examples"]:
+        assert _accepted(TaskCreate, example)
+
+
 def _accepted(model: Any, body: dict[str, Any]) -> bool:
     try:
         model.model_validate_json(json.dumps(body))

@@ -71,6 +71,7 @@ def test_an_overlong_url_gets_the_envelope(server: tuple[str, int], extra: int) 
     error = json.loads(body)["error"]
     assert error["code"] == "URI_TOO_LONG"
     assert error["request_id"] == headers["x-request-id"]
+    assert headers["cache-control"] == "no-store"
 
 
 def test_a_url_at_the_limit_reaches_the_app(server: tuple[str, int]) -> None:

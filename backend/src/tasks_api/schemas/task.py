@@ -80,7 +80,21 @@ def partial_update(*not_null: str) -> ConfigDict:
 
 
 class TaskCreate(SQLModel):
-    model_config = _INPUT
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"title": "Buy milk"},
+                {
+                    "title": "File the tax return",
+                    "description": "Receipts are in the blue folder.",
+                    "priority": "high",
+                    "due_at": "2026-12-01T17:00:00Z",
+                    "tags": ["home", "paperwork"],
+                },
+            ]
+        },
+    )
 
     title: Title
     description: Description | None = None
