@@ -12,10 +12,10 @@ PORT ?= 8000
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run test e2e test-image lint format openapi migrate clean help
+.PHONY: install run test e2e test-image fuzz lint format openapi migrate clean help
 
 help:
-	@echo "make run | make test | make e2e | make test-image | make lint | make format | make openapi | make migrate | make clean"
+	@echo "make run | make test | make e2e | make test-image | make fuzz | make lint | make format | make openapi | make migrate | make clean"
 	@echo "make client | make client-check | make test-better-auth"
 
 # uv is bootstrapped into the project's own venv with pip, so nothing global is needed.
@@ -55,6 +55,16 @@ test-image: install
 		$$SUDO apt-get update -qq && \
 		$$SUDO apt-get install -y -qq --no-install-recommends docker.io debootstrap >/dev/null; }
 	cd $(BACKEND) && .venv/bin/pytest -q -m image tests/image $(PYTEST_ARGS)
+
+# The suite's schemathesis test (every operation of the live OpenAPI document, stateful run
+# included) for much longer and with a random seed each run; see specs/fuzzing.md.
+FUZZ_EXAMPLES ?= 300
+FUZZ_STATEFUL_EXAMPLES ?= 200
+FUZZ_STATEFUL_STEPS ?= 10
+fuzz: install
+	cd $(BACKEND) && FUZZ_SEED=random FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		FUZZ_STATEFUL_EXAMPLES=$(FUZZ_STATEFUL_EXAMPLES) FUZZ_STATEFUL_STEPS=$(FUZZ_STATEFUL_STEPS) \
+		.venv/bin/pytest -q -p no:cacheprovider tests/contract/test_schemathesis.py $(PYTEST_ARGS)
 
 lint: install
 	cd $(BACKEND) && .venv/bin/ruff check . ../bench && .venv/bin/ruff format --check . ../bench

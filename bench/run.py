@@ -764,7 +764,7 @@ def start_api(stack: Stack, secret: str, port: int, workdir: Path) -> subprocess
         "--loop",
         "uvloop",
         "--http",
-        "httptools",
+        "tasks_api.server:HttpToolsProtocol",  # as the Dockerfile: httptools, enveloped 414
         "--proxy-headers",
         "--forwarded-allow-ips",
         "*",

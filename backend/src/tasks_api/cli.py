@@ -114,6 +114,9 @@ def _run(args: argparse.Namespace) -> None:
             log_config=None,
             access_log=False,
             proxy_headers=True,
+            # httptools, whose refusals (a URL past the limit, a malformed request) answer
+            # with the error envelope and a request id.
+            http="tasks_api.server:HttpToolsProtocol",
         )
     finally:
         if server is not None:

@@ -90,6 +90,19 @@ class PayloadTooLarge(AppError):
     default_message = "The request body exceeds 65536 bytes."
 
 
+# The longest URL (path and query string, as on the request line) this API answers. Every
+# URL the OpenAPI document calls valid fits (specs/input-rules.md), and it is below the HTTP
+# server's own limit (httptools refuses 65,535 bytes and more), so a longer URL still gets
+# the envelope with its request id (middleware.request_context, and tasks_api.server).
+MAX_URL_BYTES = 40_960
+
+
+class URITooLong(AppError):
+    status_code = 414
+    code = "URI_TOO_LONG"
+    default_message = f"The URL (path and query string) exceeds {MAX_URL_BYTES} bytes."
+
+
 class UnsupportedMediaType(AppError):
     status_code = 415
     code = "UNSUPPORTED_MEDIA_TYPE"

@@ -18,6 +18,7 @@ from tasks_api.errors import (
     ValidationFailed,
     validation_details,
 )
+from tasks_api.schemas.text import UNSTORABLE, is_storable
 
 logger = logging.getLogger("tasks_api.errors")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -90,10 +91,45 @@ def _is_connection_failure(exc: BaseException | None) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
+# character_not_in_repertoire (U+0000 in text), untranslatable_character.
+_UNSTORABLE_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+def _is_unstorable(exc: BaseException) -> bool:
+    """Text the database cannot store reached the driver: asyncpg refuses an unpaired
+    surrogate itself (DataError from a UnicodeEncodeError), PostgreSQL refuses U+0000."""
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper keeps the driver's error
+    for error in (exc, orig, getattr(orig, "__cause__", None)):
+        if error is None:
+            continue
+        if getattr(error, "sqlstate", None) in _UNSTORABLE_SQLSTATES:
+            return True
+        # asyncpg's DataError ("invalid input for query argument") from the encoder's error.
+        if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError) and isinstance(
+            error.__cause__, UnicodeEncodeError
+        ):
+            return True
+    return False
+
+
+def _unstorable_field(request: Request) -> str:
+    for name, value in request.query_params.multi_items():
+        if not is_storable(value):
+            return name
+    return "body"
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
     if _is_unavailable(exc):
         logger.warning("database unavailable: %s", type(exc).__name__)
         return responses.error(request, ServiceUnavailable())
+    if _is_unstorable(exc):
+        # The last line of defence: input parsing refuses such text first (schemas.text), so
+        # reaching here means a field escaped it. Still the client's input, still a 400.
+        logger.warning("unstorable text reached the database: %s", type(exc).__name__)
+        return responses.error(
+            request, ValidationFailed.field(_unstorable_field(request), UNSTORABLE)
+        )
     raise exc
 
 

@@ -15,7 +15,7 @@ from tasks_api.database import Database
 from tasks_api.logging_config import configure_logging, user_reference_key
 from tasks_api.metrics import Metrics
 from tasks_api.middleware.request_context import RequestContextMiddleware
-from tasks_api.routers import docs, health, metrics, tasks
+from tasks_api.routers import _openapi_rules, docs, health, metrics, tasks
 from tasks_api.routers._openapi import BODY_MODELS
 
 CORS_REQUEST_HEADERS = [
@@ -50,6 +50,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         _drop_fastapi_422(schema)
         _restore_null_details(schema)
         _add_bearer_security(schema)
+        _openapi_rules.apply(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -80,7 +80,7 @@ class TestTaskCreate:
             ('{"title": "x", "is_completed": "true"}', {"is_completed"}),
             ('{"title": "x", "due_at": "2026-12-01T17:00:00"}', {"due_at"}),
             ('{"title": "x", "due_at": 1796144400}', {"due_at"}),
-            ('{"title": "x", "tags": ["a", " a"]}', {"tags"}),
+            ('{"title": "x", "tags": ["a", "a"]}', {"tags"}),
             ('{"title": ', {"body"}),
             ("[]", {"body"}),
         ],
@@ -89,6 +89,13 @@ class TestTaskCreate:
         with pytest.raises(ValidationError) as error:
             TaskCreate.model_validate_json(body)
         assert _fields(error.value) == fields
+
+    def test_tags_equal_once_trimmed_are_merged(self) -> None:
+        # The document's uniqueItems compares tags as sent (specs/input-rules.md).
+        assert TaskCreate.model_validate_json('{"title": "x", "tags": ["a", " a", "b"]}').tags == [
+            "a",
+            "b",
+        ]
 
     def test_read_only_fields_say_so(self) -> None:
         with pytest.raises(ValidationError) as error:

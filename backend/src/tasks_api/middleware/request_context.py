@@ -9,7 +9,7 @@ from time import perf_counter
 import uuid_utils
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tasks_api.errors import AppError
+from tasks_api.errors import MAX_URL_BYTES, AppError, URITooLong
 from tasks_api.logging_config import ACCESS_LOGGER, ERROR_LOGGER, user_reference
 from tasks_api.metrics import Metrics
 from tasks_api.responses import error_body
@@ -23,6 +23,12 @@ _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 # path, which holds user ids and would give every scanner's URL its own time series.
 UNMATCHED_ROUTE = "unmatched"
 _INFO = logging.INFO
+
+
+def url_bytes(scope: Scope) -> int:
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope["query_string"]
+    return len(path) + (len(query) + 1 if query else 0)
 
 
 def _incoming_request_id(scope: Scope) -> bytes | None:
@@ -74,6 +80,16 @@ class RequestContextMiddleware:
             (b"vary", b"Origin"),
         ]
 
+    async def _uri_too_long(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = error_body(URITooLong(), scope["state"]["request_id"])
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *self._cors_headers(scope),
+        ]
+        await send({"type": "http.response.start", "status": 414, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -96,8 +112,9 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
+        app = self.app if url_bytes(scope) <= MAX_URL_BYTES else self._uri_too_long
         try:
-            await self.app(scope, receive, send_with_headers)
+            await app(scope, receive, send_with_headers)
         except Exception:
             # Nothing of the exception reaches the client: no trace, no SQL, no secret. The
             # log gets the trace, scrubbed of tokens and request data (logging_config).

@@ -30,12 +30,14 @@ BODY_MODELS: dict[str, type[BaseModel]] = {}
 _STRING = {"type": "string"}
 HEADERS: dict[str, dict[str, Any]] = {
     "ETag": {
+        "required": True,
         "description": "Strong validator of the task's version: send it back in If-Match "
         "(writes) or If-None-Match (reads).",
         "schema": _STRING,
         "example": '"0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"',
     },
     "Location": {
+        "required": True,
         "description": "The created task's URL.",
         "schema": _STRING,
         "example": "/api/k3J9xYz/tasks/0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e",
@@ -46,16 +48,19 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "enum": ["true"]},
     },
     "X-Request-ID": {
+        "required": True,
         "description": "The client's X-Request-ID when it sent a sane one, else a new UUID; "
         "the same id as in the body.",
         "schema": _STRING,
     },
     "WWW-Authenticate": {
+        "required": True,
         "description": '`Bearer`, with `error="invalid_token"` when a token was given.',
         "schema": _STRING,
         "example": 'Bearer error="invalid_token"',
     },
     "Retry-After": {
+        "required": True,
         "description": "Seconds to wait before retrying.",
         "schema": {"type": "integer"},
         "example": 2,

@@ -33,6 +33,7 @@ from tasks_api.routers._openapi import (
 from tasks_api.schemas.envelope import Envelope, ListEnvelope
 from tasks_api.schemas.task import TaskComplete, TaskCreate, TaskPublic, TaskStats, TaskUpdate
 from tasks_api.schemas.task_query import TaskListQuery
+from tasks_api.schemas.text import UNSTORABLE, is_storable
 from tasks_api.services import idempotency_service, task_service
 from tasks_api.services.cursor import CursorSigner
 
@@ -78,6 +79,8 @@ def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= KEY_MAX:
         raise ValidationFailed.field("Idempotency-Key", f"must be 1 to {KEY_MAX} characters")
+    if key is not None and not is_storable(key):  # the key is stored
+        raise ValidationFailed.field("Idempotency-Key", UNSTORABLE)
     return key
 
 

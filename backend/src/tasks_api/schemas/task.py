@@ -10,13 +10,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     StrictBool,
-    StrictStr,
     field_validator,
     model_validator,
 )
 from sqlmodel import Field, SQLModel
 
 from tasks_api.models.task import DESCRIPTION_MAX, TAG_MAX, TAGS_MAX, TITLE_MAX, Priority
+from tasks_api.schemas.text import Documented, Text, not_blank_text
 
 # Fields a client may read but never write; naming them in a body is a 400 that says so.
 READ_ONLY_FIELDS = frozenset(
@@ -24,26 +24,17 @@ READ_ONLY_FIELDS = frozenset(
 )
 
 
-def _title(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be empty or whitespace only")
-    if len(value) > TITLE_MAX:
-        raise ValueError(f"must be at most {TITLE_MAX} characters")
-    return value
-
-
-def _tag(value: str) -> str:
-    value = value.strip()
-    if not 1 <= len(value) <= TAG_MAX:
-        raise ValueError(f"must be 1 to {TAG_MAX} characters after trimming")
-    return value
-
-
-def _distinct(tags: list[str]) -> list[str]:
-    if len(set(tags)) != len(tags):
+def _distinct_as_sent(tags: Any) -> Any:
+    # The document's `uniqueItems` compares tags as sent; tags equal only once trimmed are
+    # merged below, so every list the document calls valid is accepted.
+    strings = isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)
+    if strings and len(set(tags)) != len(tags):
         raise ValueError("must not repeat a tag")
     return tags
+
+
+def _merge_trimmed(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
 
 
 def _timestamp_text(value: Any) -> Any:
@@ -55,17 +46,55 @@ def _timestamp_text(value: Any) -> Any:
 
 # Strict types: "1" is not a boolean and 5 is not a title. (SQLModel cannot take
 # strict=True on the model: it then refuses JSON strings for datetimes.)
-Title = Annotated[StrictStr, AfterValidator(_title)]
-Description = Annotated[StrictStr, Field(max_length=DESCRIPTION_MAX)]
-Tag = Annotated[StrictStr, AfterValidator(_tag)]
-Tags = Annotated[list[Tag], Field(max_length=TAGS_MAX), AfterValidator(_distinct)]
+# Lengths count code points as sent (the document's maxLength), and the trimmed text must
+# not be empty; specs/input-rules.md says why.
+Title = not_blank_text(TITLE_MAX)
+Description = Annotated[Text, Field(max_length=DESCRIPTION_MAX)]
+Tag = not_blank_text(TAG_MAX)
+Tags = Annotated[
+    list[Tag],
+    Field(max_length=TAGS_MAX),
+    BeforeValidator(_distinct_as_sent),
+    AfterValidator(_merge_trimmed),
+    Documented(uniqueItems=True),
+]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
 
 _INPUT = ConfigDict(extra="forbid")
 
 
+def partial_update(*not_null: str) -> ConfigDict:
+    """An update body's config: every field optional, at least one given, and `not_null`
+    fields may be left out but never sent as null, which the document says too."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        schema["minProperties"] = 1
+        for name in not_null:
+            field = schema["properties"][name]
+            field.pop("default", None)
+            branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+            (branch,) = branches
+            field.update(branch)
+
+    return ConfigDict(extra="forbid", json_schema_extra=edit)
+
+
 class TaskCreate(SQLModel):
-    model_config = _INPUT
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"title": "Buy milk"},
+                {
+                    "title": "File the tax return",
+                    "description": "Receipts are in the blue folder.",
+                    "priority": "high",
+                    "due_at": "2026-12-01T17:00:00Z",
+                    "tags": ["home", "paperwork"],
+                },
+            ]
+        },
+    )
 
     title: Title
     description: Description | None = None
@@ -75,10 +104,13 @@ class TaskCreate(SQLModel):
     is_completed: StrictBool = False
 
 
+_NOT_NULL = ("title", "priority", "tags", "is_completed")
+
+
 class TaskUpdate(SQLModel):
     """Every field optional; only the fields given are changed."""
 
-    model_config = _INPUT
+    model_config = partial_update(*_NOT_NULL)
 
     title: Title | None = None
     description: Description | None = None
@@ -88,7 +120,7 @@ class TaskUpdate(SQLModel):
     is_completed: StrictBool | None = None
 
     # Defaults are not validated, so this runs only for fields the client sent.
-    @field_validator("title", "priority", "tags", "is_completed")
+    @field_validator(*_NOT_NULL)
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:

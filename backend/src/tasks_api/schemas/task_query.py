@@ -5,11 +5,25 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    field_validator,
+)
 from sqlmodel import Field, SQLModel
 
-from tasks_api.models.task import DESCRIPTION_MAX, TAGS_MAX, Priority
-from tasks_api.schemas.task import Tag
+from tasks_api.models.task import TAG_MAX, TAGS_MAX, Priority
+from tasks_api.schemas.text import Text, not_blank_text
+
+# The longest valid list URL, every parameter at its limit and every character of it a
+# 4-byte one percent-encoded (12 bytes), stays under the server's URL limit
+# (middleware.request_context.MAX_URL_BYTES); specs/input-rules.md has the sum.
+Q_MAX = 1_000
+CURSOR_MAX = 8_192
+# What CursorSigner writes: base64url, a dot, base64url.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$"
 
 
 class TaskStatus(StrEnum):
@@ -57,6 +71,9 @@ def _rfc3339(value: Any) -> Any:
 
 
 QueryTimestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+# A tag as the body takes it, at most TAG_MAX characters as sent: its length bounds the URL.
+QueryTag = not_blank_text(TAG_MAX, as_sent=True)
+Cursor = Annotated[str, StringConstraints(max_length=CURSOR_MAX, pattern=CURSOR_PATTERN)]
 
 
 class TaskListQuery(SQLModel):
@@ -65,14 +82,14 @@ class TaskListQuery(SQLModel):
 
     status: TaskStatus = Field(default=TaskStatus.all, description="all, pending or completed.")
     priority: Priority | None = Field(default=None, description="Only tasks of this priority.")
-    tag: list[Tag] = Field(
+    tag: list[QueryTag] = Field(
         default_factory=list,
         max_length=TAGS_MAX,
         description="Repeatable: a task must carry every tag given.",
     )
-    q: str | None = Field(
+    q: Text | None = Field(
         default=None,
-        max_length=DESCRIPTION_MAX,
+        max_length=Q_MAX,
         description="Case-insensitive substring of the title or the description.",
     )
     due_before: QueryTimestamp | None = Field(
@@ -94,8 +111,8 @@ class TaskListQuery(SQLModel):
         " Undated tasks come last in both orders of due_date.",
     )
     limit: int = Field(default=100, ge=1, le=1000, description="Page size.")
-    cursor: str | None = Field(
-        default=None, max_length=8192, description="`meta.next_cursor` of the previous page."
+    cursor: Cursor | None = Field(
+        default=None, description="`meta.next_cursor` of the previous page."
     )
 
     @field_validator("q")
