@@ -293,7 +293,22 @@ export interface components {
          * @enum {string}
          */
         TaskStatus: "all" | "pending" | "completed";
-        /** TaskCreate */
+        /**
+         * TaskCreate
+         * @example {
+         *       "title": "Buy milk"
+         *     }
+         * @example {
+         *       "description": "Receipts are in the blue folder.",
+         *       "due_at": "2026-12-01T17:00:00Z",
+         *       "priority": "high",
+         *       "tags": [
+         *         "home",
+         *         "paperwork"
+         *       ],
+         *       "title": "File the tax return"
+         *     }
+         */
         TaskCreate: {
             /** Title */
             title: string;
@@ -322,33 +337,23 @@ export interface components {
          * @description Every field optional; only the fields given are changed.
          */
         TaskUpdate: {
-            /**
-             * Title
-             * @default null
-             */
-            title?: string | null;
+            /** Title */
+            title?: string;
             /**
              * Description
              * @default null
              */
             description?: string | null;
-            /** @default null */
-            priority?: components["schemas"]["Priority"] | null;
+            priority?: components["schemas"]["Priority"];
             /**
              * Due At
              * @default null
              */
             due_at?: string | null;
-            /**
-             * Tags
-             * @default null
-             */
-            tags?: string[] | null;
-            /**
-             * Is Completed
-             * @default null
-             */
-            is_completed?: boolean | null;
+            /** Tags */
+            tags?: string[];
+            /** Is Completed */
+            is_completed?: boolean;
         };
         /** TaskComplete */
         TaskComplete: {
@@ -379,17 +384,30 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Envelope_dict_str__str__"];
                 };
             };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description `INTERNAL_ERROR`: An unexpected error occurred. */
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -410,17 +428,30 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Envelope_dict_str__str__"];
                 };
             };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description `INTERNAL_ERROR`: An unexpected error occurred. */
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -431,12 +462,12 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -451,25 +482,25 @@ export interface operations {
                 /** @description all, pending or completed. */
                 status?: components["schemas"]["TaskStatus"];
                 /** @description Only tasks of this priority. */
-                priority?: components["schemas"]["Priority"] | null;
+                priority?: components["schemas"]["Priority"];
                 /** @description Repeatable: a task must carry every tag given. */
                 tag?: string[];
                 /** @description Case-insensitive substring of the title or the description. */
-                q?: string | null;
+                q?: string;
                 /** @description Due strictly before this RFC 3339 time; undated never match. */
-                due_before?: string | null;
+                due_before?: string;
                 /** @description Due strictly after this RFC 3339 time; undated never match. */
-                due_after?: string | null;
+                due_after?: string;
                 /** @description Changed at or after this RFC 3339 time. */
-                updated_since?: string | null;
+                updated_since?: string;
                 /** @description Title sorts case-insensitively; every sort breaks ties on id. */
                 sort?: components["schemas"]["TaskSort"];
                 /** @description Default per sort: desc for created/updated/priority, asc for due_date/title. Undated tasks come last in both orders of due_date. */
-                order?: components["schemas"]["SortOrder"] | null;
+                order?: components["schemas"]["SortOrder"];
                 /** @description Page size. */
                 limit?: number;
                 /** @description `meta.next_cursor` of the previous page. */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path: {
@@ -482,6 +513,10 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -492,7 +527,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -503,12 +540,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -519,7 +558,35 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -530,7 +597,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -541,12 +610,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -560,7 +631,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Makes the create safe to retry (1-255 characters of your choice, e.g. a UUID; yours alone, remembered at least 24 hours). Sent again with the same body, it replays the first 201 and creates nothing; with another body it is a 422; while the first request is still running, a 409. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path: {
                 user_id: string;
@@ -580,14 +651,18 @@ export interface operations {
                      * @description The created task's URL.
                      * @example /api/k3J9xYz/tasks/0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e
                      */
-                    Location?: string;
+                    Location: string;
                     /**
                      * @description Strong validator of the task's version: send it back in If-Match (writes) or If-None-Match (reads).
                      * @example "0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"
                      */
-                    ETag?: string;
+                    ETag: string;
                     /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key: nothing new was created. */
                     "Idempotent-Replayed"?: "true";
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -598,7 +673,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -609,12 +686,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -625,7 +704,22 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -636,7 +730,9 @@ export interface operations {
             409: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -647,7 +743,22 @@ export interface operations {
             413: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -658,7 +769,9 @@ export interface operations {
             415: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -669,7 +782,9 @@ export interface operations {
             422: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -680,7 +795,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -691,12 +808,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -709,7 +828,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                "If-None-Match"?: string | null;
+                "If-None-Match"?: string;
             };
             path: {
                 user_id: string;
@@ -726,7 +845,11 @@ export interface operations {
                      * @description Strong validator of the task's version: send it back in If-Match (writes) or If-None-Match (reads).
                      * @example "0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"
                      */
-                    ETag?: string;
+                    ETag: string;
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -740,7 +863,11 @@ export interface operations {
                      * @description Strong validator of the task's version: send it back in If-Match (writes) or If-None-Match (reads).
                      * @example "0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"
                      */
-                    ETag?: string;
+                    ETag: string;
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -749,7 +876,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -760,12 +889,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -776,7 +907,9 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -787,7 +920,22 @@ export interface operations {
             404: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -798,7 +946,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -809,12 +959,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -828,7 +980,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description An ETag of the task: write only if current. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
                 user_id: string;
@@ -849,7 +1001,11 @@ export interface operations {
                      * @description Strong validator of the task's version: send it back in If-Match (writes) or If-None-Match (reads).
                      * @example "0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"
                      */
-                    ETag?: string;
+                    ETag: string;
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -860,7 +1016,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -871,12 +1029,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -887,7 +1047,9 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -898,7 +1060,9 @@ export interface operations {
             404: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -909,7 +1073,9 @@ export interface operations {
             412: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -920,7 +1086,22 @@ export interface operations {
             413: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -931,7 +1112,9 @@ export interface operations {
             415: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -942,7 +1125,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -953,12 +1138,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -972,7 +1159,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description An ETag of the task: write only if current. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
                 user_id: string;
@@ -985,6 +1172,10 @@ export interface operations {
             /** @description Successful Response */
             204: {
                 headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -993,7 +1184,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1004,12 +1197,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1020,7 +1215,9 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1031,7 +1228,9 @@ export interface operations {
             404: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1042,7 +1241,22 @@ export interface operations {
             412: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1053,7 +1267,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1064,12 +1280,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1083,7 +1301,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description An ETag of the task: write only if current. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
                 user_id: string;
@@ -1104,7 +1322,11 @@ export interface operations {
                      * @description Strong validator of the task's version: send it back in If-Match (writes) or If-None-Match (reads).
                      * @example "0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"
                      */
-                    ETag?: string;
+                    ETag: string;
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1115,7 +1337,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1126,12 +1350,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1142,7 +1368,9 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1153,7 +1381,9 @@ export interface operations {
             404: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1164,7 +1394,9 @@ export interface operations {
             412: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1175,7 +1407,22 @@ export interface operations {
             413: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1186,7 +1433,9 @@ export interface operations {
             415: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1197,7 +1446,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1208,12 +1459,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1227,7 +1480,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description An ETag of the task: write only if current. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
                 user_id: string;
@@ -1248,7 +1501,11 @@ export interface operations {
                      * @description Strong validator of the task's version: send it back in If-Match (writes) or If-None-Match (reads).
                      * @example "0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"
                      */
-                    ETag?: string;
+                    ETag: string;
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1259,7 +1516,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1270,12 +1529,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1286,7 +1547,9 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1297,7 +1560,9 @@ export interface operations {
             404: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1308,7 +1573,9 @@ export interface operations {
             412: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1319,7 +1586,22 @@ export interface operations {
             413: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1330,7 +1612,9 @@ export interface operations {
             415: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1341,7 +1625,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1352,12 +1638,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1380,6 +1668,10 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1390,7 +1682,9 @@ export interface operations {
             400: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1401,12 +1695,14 @@ export interface operations {
             401: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description `Bearer`, with `error="invalid_token"` when a token was given.
                      * @example Bearer error="invalid_token"
                      */
-                    "WWW-Authenticate"?: string;
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1417,7 +1713,35 @@ export interface operations {
             403: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1428,7 +1752,9 @@ export interface operations {
             500: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1439,12 +1765,14 @@ export interface operations {
             503: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
-                    "X-Request-ID"?: string;
+                    "X-Request-ID": string;
                     /**
                      * @description Seconds to wait before retrying.
                      * @example 2
                      */
-                    "Retry-After"?: number;
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
                     [name: string]: unknown;
                 };
                 content: {
