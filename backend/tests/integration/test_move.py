@@ -102,7 +102,7 @@ class TestMove:
     async def test_retried_move_changes_nothing_more(
         self, client: httpx.AsyncClient, alice: User, create_task: CreateTask
     ) -> None:
-        a, b, c = await make(create_task, alice, 3)
+        a, _b, c = await make(create_task, alice, 3)
         first = (await move(client, alice, a, c)).json()["data"]
         again = await move(client, alice, a, c)
         assert again.status_code == 200
