@@ -54,9 +54,11 @@ _ORDER = Query(select(c.id, c.position).where(_user).order_by(c.position))
 
 
 def _rebalance() -> Query:
-    keyed = func.unnest(
-        bindparam("ids", type_=ARRAY(Uuid)), bindparam("positions", type_=ARRAY(Text))
-    ).table_valued("id", "position", name="keyed").render_derived()
+    keyed = (
+        func.unnest(bindparam("ids", type_=ARRAY(Uuid)), bindparam("positions", type_=ARRAY(Text)))
+        .table_valued("id", "position", name="keyed")
+        .render_derived()
+    )
     changed = (
         update(tasks)
         .where(_user, c.id == keyed.c.id)
