@@ -78,9 +78,8 @@ def main() -> None:
     print(f"{MOVES:,} moves right after the same task: longest key {after_the_same_task(keys)}")
     print(f"{MOVES:,} moves right before the same task: longest key {before_the_same_task(keys)}")
     for limit in (64, 128):
-        print(
-            f"moves into one gap until a key is longer than {limit}: {moves_until_longer_than(limit)}"
-        )
+        moves = moves_until_longer_than(limit)
+        print(f"moves into one gap until a key is longer than {limit}: {moves}")
     for tasks in (100, 1_000, 10_000):
         longest, now, mean = random_moves(tasks)
         print(
