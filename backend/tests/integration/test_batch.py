@@ -109,8 +109,8 @@ class TestBatch:
         sent_sql.clear()
         operations = [{"op": "update", "id": t["id"], "changes": {"title": "x"}} for t in tasks]
         assert (await batch(client, alice, operations)).status_code == 200
-        # BEGIN, one statement per update, COMMIT.
-        assert len(sent_sql) == len(tasks) + 2
+        # BEGIN, one statement for the run of updates (distinct tasks), COMMIT.
+        assert len(sent_sql) == 3
         assert sent_sql[0].startswith("BEGIN")
         assert sent_sql[-1] == "COMMIT"
 
@@ -163,6 +163,112 @@ class TestBatch:
         details = error_of(response, status, code or "PRECONDITION_FAILED")
         assert [detail["field"] for detail in details] == ["operations[3]"]
         assert await snapshot(db, alice) == before
+
+    async def test_the_first_failing_update_of_a_run_is_named(
+        self,
+        client: httpx.AsyncClient,
+        alice: User,
+        create_task: CreateTask,
+        db: asyncpg.Connection,
+    ) -> None:
+        tasks = [await create_task(alice) for _ in range(4)]
+        before = await snapshot(db, alice)
+        operations = [
+            {"op": "update", "id": t["id"], "changes": {"title": "x"}, "if_match": etag_of(t)}
+            for t in tasks
+        ]
+        operations[3]["id"] = str(uuid7())  # missing: 404
+        operations[1]["if_match"] = etag_of({"id": tasks[1]["id"], "version": 9})  # 412
+        response = await batch(client, alice, operations)
+        assert [d["field"] for d in error_of(response, 412, "PRECONDITION_FAILED")] == [
+            "operations[1]"
+        ]
+        del operations[1]
+        response = await batch(client, alice, operations)
+        assert [d["field"] for d in error_of(response, 404, "NOT_FOUND")] == ["operations[2]"]
+        assert await snapshot(db, alice) == before
+
+    async def test_updates_of_one_task_see_each_other(
+        self, client: httpx.AsyncClient, alice: User, create_task: CreateTask
+    ) -> None:
+        a = await create_task(alice)
+        b = await create_task(alice)
+        response = await batch(
+            client,
+            alice,
+            [
+                {"op": "update", "id": a["id"], "changes": {"title": "a2"}},
+                {"op": "update", "id": b["id"], "changes": {"title": "b2"}},
+                {"op": "update", "id": a["id"], "changes": {"priority": "low"}},
+            ],
+        )
+        assert response.status_code == 200, response.text
+        first, _, second = response.json()["data"]
+        assert (first["title"], first["priority"], first["version"]) == ("a2", "medium", 2)
+        assert (second["title"], second["priority"], second["version"]) == ("a2", "low", 3)
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"title": "  renamed  "},
+            {"description": "words"},
+            {"description": None},
+            {"priority": "high", "tags": ["a", "B c"]},
+            {"tags": []},
+            {"due_at": "2026-12-01T17:00:00.123456+02:00"},
+            {"due_at": None},
+            {"is_completed": True},
+            {"is_completed": False},
+            {"is_completed": True, "title": "done"},
+        ],
+    )
+    async def test_an_update_in_a_run_is_the_single_update(
+        self,
+        client: httpx.AsyncClient,
+        alice: User,
+        create_task: CreateTask,
+        changes: dict[str, Any],
+    ) -> None:
+        """A run of updates is one statement (batch_repository.update_many), a single one is
+        task_repository's: both must leave a task in the same state."""
+        fields = {
+            "description": "d",
+            "due_at": "2026-11-01T00:00:00Z",
+            "tags": ["x"],
+            "priority": "low",
+        }
+        twins = []
+        for completed in (False, True):
+            pair = [await create_task(alice, is_completed=completed, **fields) for _ in range(2)]
+            twins.append(pair)
+        singles = []
+        for single, _ in twins:
+            response = await client.patch(
+                alice.task_url(single["id"]), json=changes, headers=alice.headers
+            )
+            assert response.status_code == 200, response.text
+            singles.append(response.json()["data"])
+        response = await batch(
+            client,
+            alice,
+            [{"op": "update", "id": run["id"], "changes": changes} for _, run in twins],
+        )
+        assert response.status_code == 200, response.text
+        ignored = {"id", "position", "updated_at", "completed_at", "created_at"}
+        for (single_before, run_before), single, run in zip(
+            twins, singles, response.json()["data"], strict=True
+        ):
+            assert {k: v for k, v in run.items() if k not in ignored} == {
+                k: v for k, v in single.items() if k not in ignored
+            }
+            # completed_at: kept when it stays completed, set when it becomes so, else null.
+            for before, after in ((single_before, single), (run_before, run)):
+                if after["is_completed"] and before["is_completed"]:
+                    assert after["completed_at"] == before["completed_at"]
+                elif after["is_completed"]:
+                    assert after["completed_at"] == after["updated_at"]
+                else:
+                    assert after["completed_at"] is None
 
     async def test_a_failing_move_names_its_after(
         self,

@@ -99,13 +99,41 @@ def _answer(snapshot: str) -> list[Any]:
 async def _apply_all(
     tx: Transaction, user_id: str, operations: Sequence[Operation], versions: Versions
 ) -> list[Any]:
-    results = []
-    for index, (operation, accepted) in enumerate(zip(operations, versions, strict=True)):
+    results: list[Any] = []
+    index = 0
+    while index < len(operations):
+        run = _update_run(operations, index)
+        if len(run) > 1:
+            updates = [(op.id, op.changes, versions[index + k]) for k, op in enumerate(run)]
+            try:
+                tasks = await task_operations.update_many(tx, user_id, updates)
+            except task_operations.Failed as failed:
+                error = failed.error
+                if not isinstance(error, AppError):
+                    raise error from None
+                raise _naming(error, index + failed.index) from error
+            results.extend(dict(task) for task in tasks)
+            index += len(run)
+            continue
         try:
-            results.append(await _apply(tx, user_id, operation, accepted))
+            results.append(await _apply(tx, user_id, operations[index], versions[index]))
         except AppError as error:
             raise _naming(error, index) from error
+        index += 1
     return results
+
+
+def _update_run(operations: Sequence[Operation], start: int) -> list[UpdateOperation]:
+    """The update operations from `start` on, up to the next other kind or the next one on
+    a task already in the run: one statement can apply them (task_operations.update_many)."""
+    run: list[UpdateOperation] = []
+    seen: set[Any] = set()
+    for operation in operations[start:]:
+        if not isinstance(operation, UpdateOperation) or operation.id in seen:
+            break
+        seen.add(operation.id)
+        run.append(operation)
+    return run
 
 
 async def _apply(

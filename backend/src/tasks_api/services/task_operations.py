@@ -4,16 +4,17 @@ The single requests (task_service) run one of them in a transaction of their own
 (batch_service) runs several in one. Either way a write follows exactly the same rules.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+import orjson
 from asyncpg import Record
 from uuid_utils.compat import uuid7
 
 from tasks_api.database import Transaction
 from tasks_api.errors import NotFound, PreconditionFailed, ValidationFailed
-from tasks_api.repositories import order_repository, task_repository
+from tasks_api.repositories import batch_repository, order_repository, task_repository
 from tasks_api.schemas.task import TaskCreate, TaskUpdate
 from tasks_api.services import ordering
 
@@ -46,6 +47,40 @@ async def update(
     if task is None:
         raise await _why_not_written(tx, user_id, task_id)
     return task
+
+
+class Failed(Exception):
+    """The update at `index` of `update_many` cannot apply: `error` says why."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+async def update_many(
+    tx: Transaction,
+    user_id: str,
+    updates: Sequence[tuple[UUID, TaskUpdate, Collection[int] | None]],
+) -> list[Record]:
+    """Updates of distinct tasks, each with the rules of `update`, in one statement (a run
+    of a batch's update operations). Being on distinct tasks, none sees another, so the
+    outcome is that of applying them one by one. Raises Failed for the first (in order)
+    that cannot apply; the caller's transaction then rolls them all back."""
+    rows = [
+        {
+            "id": str(task_id),
+            "c": payload.model_dump(mode="json", include=payload.model_fields_set),
+            "versions": None if versions is None else sorted(versions),
+        }
+        for task_id, payload, versions in updates
+    ]
+    written = await batch_repository.update_many(tx, user_id, orjson.dumps(rows).decode())
+    tasks = {str(task["id"]): task for task in written}
+    for index, (task_id, _, _) in enumerate(updates):
+        if str(task_id) not in tasks:
+            raise Failed(index, await _why_not_written(tx, user_id, task_id))
+    return [tasks[str(task_id)] for task_id, _, _ in updates]
 
 
 async def set_completed(
