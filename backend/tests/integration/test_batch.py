@@ -216,6 +216,7 @@ class TestBatch:
             {"priority": "high", "tags": ["a", "B c"]},
             {"tags": []},
             {"due_at": "2026-12-01T17:00:00.123456+02:00"},
+            {"due_at": "2026-12-01T17:00:00+20:30"},  # beyond PostgreSQL's input offsets
             {"due_at": None},
             {"is_completed": True},
             {"is_completed": False},

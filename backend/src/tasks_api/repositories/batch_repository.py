@@ -4,9 +4,13 @@ The key's row holds the batch's answer (`task`: the JSON text of its `data`) and
 of its body, as a keyed create's row holds its task (specs/idempotency.md, specs/ordering.md).
 """
 
+from datetime import datetime
+
 from asyncpg import Record
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    DateTime,
     LargeBinary,
     Text,
     and_,
@@ -127,7 +131,8 @@ def _update_many() -> Query:
     """Several updates of distinct tasks as one statement: one lock, one run of the write
     triggers, one round trip, for a run of `update` operations in a batch.
 
-    Each row of `rows` is {"id", "c": the changes as given, "versions": If-Match's or null}.
+    Each row of `rows` is {"id", "ord" (1-based), "c": the changes as given, "versions":
+    If-Match's or null}; `due_at` holds each row's new due_at (null where it sets none).
     A field is set only when the changes name it, exactly as `_update_query` of
     task_repository does for a single update (same completed_at rule);
     tests/integration/test_batch.py compares the two.
@@ -141,7 +146,9 @@ def _update_many() -> Query:
             field("title", "v.c->>'title'"),
             field("description", "v.c->>'description'"),
             field("priority", "(v.c->>'priority')::task_priority"),
-            field("due_at", "(v.c->>'due_at')::timestamptz"),
+            # Bound as timestamptz (as a single update binds it), not read from JSON text:
+            # PostgreSQL's input refuses offsets beyond 15:59 that an RFC 3339 time may have.
+            field("due_at", "(:due_at)[v.ord]"),
             field("tags", "ARRAY(SELECT jsonb_array_elements_text(v.c->'tags'))"),
             field("is_completed", "(v.c->>'is_completed')::boolean"),
             "completed_at = CASE WHEN v.c ? 'is_completed' THEN CASE WHEN "
@@ -154,17 +161,23 @@ def _update_many() -> Query:
     returned = ", ".join(f"t.{name}" for name in COLUMN_NAMES)
     statement = text(
         f"UPDATE tasks AS t SET\n  {assignments}\n"
-        "FROM jsonb_to_recordset(:rows) AS v(id uuid, c jsonb, versions int[])\n"
+        "FROM jsonb_to_recordset(:rows) AS v(id uuid, ord int, c jsonb, versions int[])\n"
         "WHERE t.user_id = :user_id AND t.id = v.id\n"
         "  AND (v.versions IS NULL OR t.version = ANY(v.versions))\n"
         f"RETURNING {returned}"
-    ).bindparams(bindparam("user_id", type_=Text), bindparam("rows", type_=JSONB))
+    ).bindparams(
+        bindparam("user_id", type_=Text),
+        bindparam("rows", type_=JSONB),
+        bindparam("due_at", type_=ARRAY(DateTime(timezone=True))),
+    )
     return Query(statement)
 
 
 _UPDATE_MANY = _update_many()
 
 
-async def update_many(session: Transaction, user_id: str, rows: str) -> list[Record]:
+async def update_many(
+    session: Transaction, user_id: str, rows: str, due_at: list[datetime | None]
+) -> list[Record]:
     """`rows`: the JSON text of the updates (see _update_many); the tasks that qualified."""
-    return await session.fetch(_UPDATE_MANY, user_id=user_id, rows=rows)
+    return await session.fetch(_UPDATE_MANY, user_id=user_id, rows=rows, due_at=due_at)

@@ -70,12 +70,18 @@ async def update_many(
     rows = [
         {
             "id": str(task_id),
-            "c": payload.model_dump(mode="json", include=payload.model_fields_set),
+            "ord": number,
+            # due_at goes apart, bound as a timestamp as the single update binds it.
+            "c": payload.model_dump(
+                mode="json", include=payload.model_fields_set, exclude={"due_at"}
+            )
+            | ({"due_at": None} if "due_at" in payload.model_fields_set else {}),
             "versions": None if versions is None else sorted(versions),
         }
-        for task_id, payload, versions in updates
+        for number, (task_id, payload, versions) in enumerate(updates, 1)
     ]
-    written = await batch_repository.update_many(tx, user_id, orjson.dumps(rows).decode())
+    due_at = [payload.due_at for _, payload, _ in updates]
+    written = await batch_repository.update_many(tx, user_id, orjson.dumps(rows).decode(), due_at)
     tasks = {str(task["id"]): task for task in written}
     for index, (task_id, _, _) in enumerate(updates):
         if str(task_id) not in tasks:
