@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -12,6 +13,7 @@ from uuid_utils.compat import uuid7
 from tasks_api.services import batch_service, idempotency_service
 from tests.integration.test_concurrency import etag_of, stored_tasks
 from tests.integration.test_move import manual_order
+from tests.integration.test_write_path import as_user
 from tests.support.auth import User
 
 CreateTask = Callable[..., Awaitable[dict[str, Any]]]
@@ -163,6 +165,33 @@ class TestBatch:
         details = error_of(response, status, code or "PRECONDITION_FAILED")
         assert [detail["field"] for detail in details] == ["operations[3]"]
         assert await snapshot(db, alice) == before
+
+    async def test_every_change_reaches_the_sync_feed(
+        self,
+        client: httpx.AsyncClient,
+        alice: User,
+        create_task: CreateTask,
+        db: asyncpg.Connection,
+    ) -> None:
+        tasks = [await create_task(alice) for _ in range(3)]
+        before = await snapshot(db, alice)
+        operations: list[dict[str, Any]] = [
+            {"op": "update", "id": t["id"], "changes": {"title": "x"}} for t in tasks
+        ]
+        operations += [
+            {"op": "move", "id": tasks[0]["id"], "after": None},
+            {"op": "delete", "id": tasks[2]["id"]},
+        ]
+        assert (await batch(client, alice, operations)).status_code == 200
+        after = await snapshot(db, alice)
+        for task in tasks[:2]:
+            assert after[task["id"]]["sync_seq"] > before[task["id"]]["sync_seq"]
+        async with as_user(db, alice):
+            seq = await db.fetchval("SELECT seq FROM task_sync WHERE user_id = $1", alice.id)
+            tombstone = await db.fetchval(
+                "SELECT seq FROM task_tombstones WHERE task_id = $1", UUID(tasks[2]["id"])
+            )
+        assert seq == max(tombstone, *(row["sync_seq"] for row in after.values()))
 
     async def test_the_first_failing_update_of_a_run_is_named(
         self,
