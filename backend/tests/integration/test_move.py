@@ -251,11 +251,15 @@ class TestManualOrderList:
         assert [task["id"] for task in response.json()["data"]] == order[::-1]
 
     @pytest.mark.parametrize("order", ["asc", "desc"])
-    async def test_pages_follow_moves(
+    async def test_pages_walk_the_manual_order(
         self, client: httpx.AsyncClient, alice: User, create_task: CreateTask, order: str
     ) -> None:
         ids = await make(create_task, alice, 7)
-        expected = ids if order == "asc" else ids[::-1]
+        await move(client, alice, ids[0], ids[4])
+        await move(client, alice, ids[6], None)
+        manual = [ids[6], *ids[1:5], ids[0], ids[5]]
+        assert await manual_order(client, alice) == manual
+        expected = manual if order == "asc" else manual[::-1]
         walked: list[str] = []
         cursor = None
         while True:
