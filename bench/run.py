@@ -69,6 +69,7 @@ PROFILE_SCENARIOS = tuple(
     (os.environ.get("BENCH_PROFILE_SCENARIOS") or "get_one,list_100,create").split(",")
 )
 DB_NAME = "tasks_bench"
+BATCH_SIZE = 20  # updates per request of the batch20 scenario
 OWNER = "tasks_owner"  # like Neon's owner role: LOGIN CREATEROLE, not a superuser
 
 
@@ -254,6 +255,46 @@ class Spec:
                             "body": update_tpl.replace("{n}", str(n)),
                         }
                     )
+        elif name == "move":
+            # Each request puts a task right after another task of its user (#13).
+            for i, u in enumerate(self.users, 1):
+                ids = u["task_ids"]
+                for k, t in enumerate(ids):
+                    after = ids[(k * 7 + 3) % len(ids)]
+                    if after != t:
+                        out.append(
+                            {
+                                "u": i,
+                                "method": "POST",
+                                "path": self.path("update", u, t) + "/move",
+                                "body": f'{{"after": "{after}"}}',
+                            }
+                        )
+        elif name == "list_100_position":
+            out = [
+                {"u": i, "method": "GET", "path": self.path("list", u) + "&sort=position"}
+                for i, u in enumerate(self.users, 1)
+            ]
+        elif name == "batch20":
+            # 20 updates in one request (#13): compare its tasks/s with `update`'s req/s.
+            n = 0
+            for i, u in enumerate(self.users, 1):
+                ids = u.get("update_ids", [])
+                for start in range(0, max(len(ids) - BATCH_SIZE + 1, 0), 2):
+                    n += 1
+                    ops = [
+                        {"op": "update", "id": t, "changes": {"title": f"batch {n}"}}
+                        for t in ids[start : start + BATCH_SIZE]
+                    ]
+                    uid = urllib.parse.quote(u["user_id"], safe="")
+                    out.append(
+                        {
+                            "u": i,
+                            "method": "POST",
+                            "path": f"/api/{uid}/batch",
+                            "body": json.dumps({"operations": ops}),
+                        }
+                    )
         elif name == "complete_noop":
             for i, u in enumerate(self.users, 1):
                 out += [
@@ -340,6 +381,9 @@ def parse_scenarios(text: str, default_conns: int) -> list[tuple[str, int]]:
         "complete",
         "complete_noop",
         "mix",
+        "move",
+        "list_100_position",
+        "batch20",
     }
     for item in text.split(","):
         item = item.strip()
@@ -526,6 +570,10 @@ class Runner:
                     else None
                 ),
                 "mb_per_s": round(res["bytes"] / secs / 1e6, 2),
+                # Tasks written per second: a batch20 request updates BATCH_SIZE of them.
+                "tasks_per_s": round(
+                    res["requests"] / secs * (BATCH_SIZE if name == "batch20" else 1), 1
+                ),
                 "wrk_cmd": res["cmd"],
             }
         )

@@ -14,8 +14,11 @@ from tasks_api.main import create_app
 
 SPEC_FILE = Path(__file__).resolve().parents[3] / "specs" / "contracts" / "openapi.yaml"
 METHODS = {"get", "post", "put", "patch", "delete"}
-# The contract's only 422: an Idempotency-Key reused with another body, on create.
-UNPROCESSABLE = {("post", "/api/{user_id}/tasks"): "IDEMPOTENCY_KEY_REUSED"}
+# The contract's only 422: an Idempotency-Key reused with another body, on create and batch.
+UNPROCESSABLE = {
+    ("post", "/api/{user_id}/tasks"): "IDEMPOTENCY_KEY_REUSED",
+    ("post", "/api/{user_id}/batch"): "IDEMPOTENCY_KEY_REUSED",
+}
 
 
 @pytest.fixture(scope="module")

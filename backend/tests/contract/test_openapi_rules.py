@@ -155,6 +155,8 @@ def _worst_value_bytes(schema: dict[str, Any], document: dict[str, Any]) -> int:
         return max(_worst_value_bytes(branch, document) for branch in schema["anyOf"])
     if "enum" in schema:
         return max(len(str(value)) for value in schema["enum"])
+    if "const" in schema:
+        return len(str(schema["const"]))
     kind = schema.get("type")
     if kind == "integer":
         return len(str(schema["maximum"]))

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from tasks_api.config import Settings
 from tasks_api.database import Query, Transaction
 from tasks_api.main import create_app
-from tasks_api.services import task_service
+from tasks_api.services import task_operations, task_service
 from tests.conftest import ALLOWED_ORIGIN
 from tests.support.auth import TEST_SECRET, User
 from tests.support.database import OWNER_PASSWORD
@@ -79,7 +79,7 @@ class TestRequestId:
             ("GET", "/api/someone/tasks", 401),
             ("GET", "/nowhere", 404),
             ("GET", "/api/someone/nothing", 404),
-            ("DELETE", "/api/someone/tasks", 405),
+            ("PUT", "/api/someone/tasks", 405),
             ("GET", "/openapi.json", 200),
         ],
     )
@@ -254,7 +254,7 @@ class TestUnknownRoutes:
     @pytest.mark.parametrize(
         ("method", "path", "allowed"),
         [
-            ("DELETE", "/api/someone/tasks", {"GET", "POST"}),
+            ("PUT", "/api/someone/tasks", {"GET", "POST", "DELETE"}),
             ("POST", f"/api/someone/tasks/{UNKNOWN_TASK}", {"GET", "PUT", "PATCH", "DELETE"}),
             ("GET", f"/api/someone/tasks/{UNKNOWN_TASK}/complete", {"PATCH"}),
             ("PUT", "/api/someone/stats", {"GET"}),
@@ -299,7 +299,7 @@ class TestUnexpectedErrors:
                 f"SELECT * FROM tasks -- password={OWNER_PASSWORD} secret={TEST_SECRET}"
             )
 
-        monkeypatch.setattr(task_service, "create", boom)
+        monkeypatch.setattr(task_operations, "create", boom)
         response = await raw_client.post(
             alice.tasks_url, json={"title": "x"}, headers={**alice.headers, "X-Request-ID": "r-500"}
         )

@@ -124,6 +124,8 @@ def _expected(tasks: list[dict[str, Any]], sort: str, order: str) -> list[str]:
             return (PRIORITY_RANK[task["priority"]], task_id)
         if sort == "title":
             return (task["title"].lower(), task_id)
+        if sort == "position":
+            return (task["position"].encode(),)  # byte-wise; unique, so no tie to break
         field = "created_at" if sort == "created" else "updated_at"
         return (_time(task[field]), task_id)
 
@@ -162,7 +164,7 @@ def _mixed() -> list[dict[str, Any]]:
 
 SORTS = [
     (sort, order)
-    for sort in ("created", "updated", "due_date", "priority", "title")
+    for sort in ("created", "updated", "due_date", "priority", "title", "position")
     for order in ("asc", "desc")
 ]
 
@@ -372,6 +374,7 @@ class TestSorts:
             ("due_date", "asc"),
             ("priority", "desc"),
             ("title", "asc"),
+            ("position", "asc"),
         ],
     )
     async def test_default_order(

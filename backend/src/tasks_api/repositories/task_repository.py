@@ -47,7 +47,7 @@ COLUMNS = tuple(column for column in c if column.name != "sync_seq")
 COLUMN_NAMES = tuple(column.name for column in COLUMNS)
 # Fields a client writes; the rest (id, user, timestamps, version) the server sets.
 WRITABLE = ("title", "description", "priority", "due_at", "tags", "is_completed")
-# What a new task's INSERT binds (task_service.new_task_values); the server fills the rest.
+# What a new task's INSERT binds (task_operations.new_task_values); the server fills the rest.
 INSERTED = ("id", "user_id", *WRITABLE)
 
 _THIS_TASK = (c.user_id == bindparam("user_id"), c.id == bindparam("task_id"))
@@ -83,6 +83,9 @@ _SET_COMPLETED = Query(
     )
     .returning(*COLUMNS)
 )
+# Clear completed: the delete and its count in one statement.
+_deleted = delete(tasks).where(c.user_id == bindparam("user_id"), c.is_completed).returning(c.id)
+_DELETE_COMPLETED = Query(select(func.count()).select_from(_deleted.cte("deleted")))
 _pending = c.is_completed.is_(False)
 _STATS = Query(
     select(
@@ -170,6 +173,12 @@ async def delete_one(
     return row is not None
 
 
+async def delete_completed(session: Transaction, user_id: str) -> int:
+    row = await session.fetchrow(_DELETE_COMPLETED, user_id=user_id)
+    assert row is not None
+    return int(row[0])
+
+
 async def stats(session: Transaction, user_id: str) -> Record:
     row = await session.fetchrow(_STATS, user_id=user_id)
     assert row is not None
@@ -210,6 +219,9 @@ class _Segment:
     # What the keyset compares before id; `key` maps a value to its sort key.
     compared: tuple[Column[Any], ...] = ()
     key: Callable[[ColumnElement[Any]], ColumnElement[Any]] = _same
+    # The compared values are unique per user (position): no id after them, so the keyset
+    # is exactly the unique index's (ties on id cannot happen).
+    unique: bool = False
 
 
 class _Shape(NamedTuple):
@@ -256,6 +268,9 @@ def _segments(shape: _Shape) -> list[_Segment]:
         # lower() is not leakproof: the index orders the scan, but a cursor page filters its
         # way to the position (see specs/list-query-plans.md).
         return [_Segment(None, (func.lower(c.title),), (c.title,), func.lower)]
+    if shape.sort is TaskSort.position:
+        # uq_tasks_user_position: text COLLATE "C", whose comparisons are leakproof.
+        return [_Segment(None, (c.position,), (c.position,), unique=True)]
     column = c.updated_at if shape.sort is TaskSort.updated else c.created_at
     return [_Segment(None, (column,), (column,))]
 
@@ -322,17 +337,18 @@ def _branch(
     statement = select(*COLUMNS, literal_column(str(index)).label("segment")).where(*filters)
     if segment.where is not None:
         statement = statement.where(segment.where)
+    tie = () if segment.unique else (c.id,)
     if after:
-        row = tuple_(*map(segment.key, segment.compared), c.id)
+        row = tuple_(*map(segment.key, segment.compared), *tie)
         bound = tuple_(
             *(
                 segment.key(bindparam(f"after_{i}", type_=column.type))
                 for i, column in enumerate(segment.compared)
             ),
-            bindparam("after_id", type_=c.id.type),
+            *(bindparam("after_id", type_=c.id.type) for _ in tie),
         )
         statement = statement.where(row < bound if descending else row > bound)
-    order = (*segment.order, c.id)
+    order = (*segment.order, *tie)
     return statement.order_by(*_directed(order, descending)).limit(fetch)
 
 

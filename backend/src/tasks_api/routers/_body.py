@@ -1,7 +1,7 @@
 """JSON bodies read by hand: after authentication, capped at 64 KiB, parsed once."""
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
@@ -43,8 +43,14 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def json_body(model: type[M], *, optional: bool = False) -> Callable[..., Awaitable[M | None]]:
-    """A dependency that parses the body as `model`; with `optional`, no body gives None."""
+def json_body(
+    model: type[M],
+    *,
+    optional: bool = False,
+    details: Callable[[Any], list[dict[str, str]]] = validation_details,
+) -> Callable[..., Awaitable[M | None]]:
+    """A dependency that parses the body as `model`; with `optional`, no body gives None.
+    `details` names the fields of a 400 (the batch names `operations[N].field`)."""
 
     async def dependency(request: Request, _user: CurrentUserId) -> M | None:
         content_type = request.headers.get("content-type")
@@ -58,7 +64,7 @@ def json_body(model: type[M], *, optional: bool = False) -> Callable[..., Awaita
         try:
             parsed = model.model_validate_json(body)
         except ValidationError as exc:
-            raise ValidationFailed(validation_details(exc.errors())) from None
+            raise ValidationFailed(details(exc.errors())) from None
         # Text fields are `schemas.text.Text`, which refuses U+0000 itself; this net catches a
         # field of a new model that is not. JSON can only carry U+0000 escaped (the parser
         # refuses lone surrogates), so a body without that escape costs one scan.

@@ -173,11 +173,13 @@ _REQUEST_HEADERS: dict[str, tuple[dict[str, Any], str | None]] = {
 }
 
 
-def request_headers(*names: str) -> dict[str, Any]:
-    """OpenAPI `parameters` for hand-read request headers (`openapi_extra`)."""
+def request_headers(*names: str, descriptions: dict[str, str] | None = None) -> dict[str, Any]:
+    """OpenAPI `parameters` for hand-read request headers (`openapi_extra`); `descriptions`
+    replaces the usual description of a header for one operation."""
     parameters = []
     for name in names:
         constraints, description = _REQUEST_HEADERS[name]
+        description = (descriptions or {}).get(name, description)
         schema: dict[str, Any] = {"anyOf": [{"type": "string", **constraints}, {"type": "null"}]}
         parameter: dict[str, Any] = {"name": name, "in": "header", "required": False}
         if description is not None:

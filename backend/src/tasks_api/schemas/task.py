@@ -143,6 +143,14 @@ class TaskComplete(SQLModel):
     is_completed: StrictBool = True
 
 
+class TaskMove(SQLModel):
+    model_config = _INPUT
+
+    after: UUID | None = Field(
+        description="The task to go right after; null puts the task first.",
+    )
+
+
 class TaskPublic(SQLModel):
     id: UUID
     user_id: str

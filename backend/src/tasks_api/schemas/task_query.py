@@ -38,6 +38,7 @@ class TaskSort(StrEnum):
     due_date = "due_date"
     priority = "priority"
     title = "title"
+    position = "position"
 
 
 class SortOrder(StrEnum):
@@ -52,6 +53,8 @@ DEFAULT_ORDER = {
     TaskSort.due_date: SortOrder.asc,
     TaskSort.priority: SortOrder.desc,
     TaskSort.title: SortOrder.asc,
+    # The manual order (`position`, byte-wise); desc is that order reversed.
+    TaskSort.position: SortOrder.asc,
 }
 
 _RFC3339 = re.compile(
@@ -103,11 +106,13 @@ class TaskListQuery(SQLModel):
     )
     sort: TaskSort = Field(
         default=TaskSort.created,
-        description="Title sorts case-insensitively; every sort breaks ties on id.",
+        description="Title sorts case-insensitively; position is the manual order (no two "
+        "tasks share one); every sort breaks ties on id.",
     )
     order: SortOrder | None = Field(
         default=None,
-        description="Default per sort: desc for created/updated/priority, asc for due_date/title."
+        description="Default per sort: desc for created/updated/priority, asc for "
+        "due_date/title/position."
         " Undated tasks come last in both orders of due_date.",
     )
     limit: int = Field(default=100, ge=1, le=1000, description="Page size.")

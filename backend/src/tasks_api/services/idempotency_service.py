@@ -14,7 +14,7 @@ from tasks_api.database import Database
 from tasks_api.errors import Conflict, IdempotencyKeyReused
 from tasks_api.repositories import idempotency_repository, task_repository
 from tasks_api.schemas.task import TaskCreate, TaskPublic
-from tasks_api.services import task_service
+from tasks_api.services import task_operations
 
 # How soon a client may retry a key that is still in flight.
 RETRY_AFTER_SECONDS = 1
@@ -60,7 +60,7 @@ async def create(database: Database, user_id: str, payload: TaskCreate, key: str
     async with database.transaction(user_id) as tx:
         if key is None:
             # No key, no idempotency work: not one more round trip than a plain insert.
-            return Created(await task_service.create(tx, user_id, payload), replayed=False)
+            return Created(await task_operations.create(tx, user_id, payload), replayed=False)
         body_hash = request_hash(payload)
         if not await idempotency_repository.try_lock(tx, lock_id(user_id, key)):
             raise Conflict(headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -70,7 +70,7 @@ async def create(database: Database, user_id: str, payload: TaskCreate, key: str
             key=key,
             request_hash=body_hash,
             lock_id=lock_id(user_id, key),
-            values=task_service.new_task_values(user_id, payload),
+            values=task_operations.new_task_values(user_id, payload),
         )
         if outcome["stored_hash"] is not None:
             if bytes(outcome["stored_hash"]) != body_hash:

@@ -1,18 +1,19 @@
-"""Business rules of tasks: ids, completion, optimistic concurrency; and the unit of work:
-each function is one transaction, committed before it returns."""
+"""The unit of work of each single request: one transaction, committed before it returns.
 
-from collections.abc import Collection
+The rules of each write are in task_operations, shared with the batch."""
+
+from collections.abc import Collection, Mapping
 from typing import Any
 from uuid import UUID
 
 from asyncpg import Record
-from uuid_utils.compat import uuid7
 
-from tasks_api.database import Database, Transaction
-from tasks_api.errors import NotFound, PreconditionFailed, ValidationFailed
+from tasks_api.database import Database
+from tasks_api.errors import NotFound, ValidationFailed
 from tasks_api.repositories import task_repository
-from tasks_api.schemas.task import TaskCreate, TaskUpdate
+from tasks_api.schemas.task import TaskUpdate
 from tasks_api.schemas.task_query import TaskListQuery
+from tasks_api.services import task_operations
 from tasks_api.services.cursor import CursorSigner
 
 
@@ -56,17 +57,6 @@ async def list_tasks(
     return page.tasks, meta
 
 
-def new_task_values(user_id: str, payload: TaskCreate) -> dict[str, Any]:
-    """The row of a new task; shared by the plain and the keyed (idempotent) create."""
-    # completed_at follows is_completed in the INSERT itself (the transaction's now()).
-    return payload.model_dump() | {"id": uuid7(), "user_id": user_id}
-
-
-async def create(tx: Transaction, user_id: str, payload: TaskCreate) -> Record:
-    """Within the caller's transaction: the keyed create decides whether to call it."""
-    return await task_repository.create(tx, new_task_values(user_id, payload))
-
-
 async def update(
     database: Database,
     user_id: str,
@@ -75,13 +65,8 @@ async def update(
     *,
     versions: Collection[int] | None,
 ) -> Record:
-    # completed_at follows is_completed in the UPDATE itself (kept if already completed).
-    values: dict[str, Any] = payload.changes()
     async with database.transaction(user_id) as tx:
-        task = await task_repository.update_one(tx, user_id, task_id, values, versions=versions)
-        if task is None:
-            raise await _why_not_written(tx, user_id, task_id)
-    return task
+        return await task_operations.update(tx, user_id, task_id, payload, versions=versions)
 
 
 async def set_completed(
@@ -92,34 +77,35 @@ async def set_completed(
     *,
     versions: Collection[int] | None,
 ) -> Record:
-    """Idempotent: a task already in the wanted state is returned unchanged (same version)."""
     async with database.transaction(user_id) as tx:
-        task = await task_repository.set_completed(
+        return await task_operations.set_completed(
             tx, user_id, task_id, completed, versions=versions
         )
-        if task is not None:
-            return task
-        current = await task_repository.get(tx, user_id, task_id)
-    if current is None:
-        raise NotFound
-    if versions is not None and current["version"] not in versions:
-        raise PreconditionFailed
-    return current
 
 
 async def delete(
     database: Database, user_id: str, task_id: UUID, *, versions: Collection[int] | None
 ) -> None:
     async with database.transaction(user_id) as tx:
-        if not await task_repository.delete_one(tx, user_id, task_id, versions=versions):
-            raise await _why_not_written(tx, user_id, task_id)
+        await task_operations.delete(tx, user_id, task_id, versions=versions)
 
 
-async def _why_not_written(tx: Transaction, user_id: str, task_id: UUID) -> Exception:
-    """A conditional write matched no row: the task is gone (404) or If-Match is stale (412)."""
-    if await task_repository.get(tx, user_id, task_id) is None:
-        return NotFound()
-    return PreconditionFailed()
+async def move(
+    database: Database,
+    user_id: str,
+    task_id: UUID,
+    after: UUID | None,
+    *,
+    versions: Collection[int] | None,
+) -> Mapping[str, Any]:
+    # The user's lock comes with BEGIN: the move reads its neighbours before it writes.
+    async with database.transaction(user_id, lock_user=True) as tx:
+        return await task_operations.move(tx, user_id, task_id, after, versions=versions)
+
+
+async def clear_completed(database: Database, user_id: str) -> int:
+    async with database.transaction(user_id) as tx:
+        return await task_repository.delete_completed(tx, user_id)
 
 
 async def stats(database: Database, user_id: str) -> Record:
