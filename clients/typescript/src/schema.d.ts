@@ -62,7 +62,11 @@ export interface paths {
          * @description Create a task; with an Idempotency-Key, retrying it never creates a second one.
          */
         post: operations["create_task"];
-        delete?: never;
+        /**
+         * Clear Completed Tasks
+         * @description Delete every completed task; `data.deleted` counts them.
+         */
+        delete: operations["clear_completed_tasks"];
         options?: never;
         head?: never;
         patch?: never;
@@ -142,10 +146,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/{user_id}/tasks/{task_id}/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move Task
+         * @description Place a task in the manual order: right after `after`, or first when it is null.
+         *
+         *     Moving a task to where it already is changes nothing (same position and version).
+         */
+        post: operations["move_task"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/{user_id}/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Batch
+         * @description Apply up to 100 writes in one transaction: all of them, or none.
+         *
+         *     Each operation follows the rules of its single request. When one fails, nothing is
+         *     applied and the answer is that operation's error, naming it (`operations[N]...`).
+         */
+        post: operations["batch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** Cleared */
+        Cleared: {
+            /** Deleted */
+            deleted: number;
+        };
+        /** Deleted */
+        Deleted: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Deleted
+             * @constant
+             */
+            deleted: true;
+        };
+        /** Envelope[Cleared] */
+        Envelope_Cleared_: {
+            data: components["schemas"]["Cleared"];
+            meta: components["schemas"]["Meta"];
+        };
         /** Envelope[TaskPublic] */
         Envelope_TaskPublic_: {
             data: components["schemas"]["TaskPublic"];
@@ -162,6 +234,12 @@ export interface components {
             data: {
                 [key: string]: string;
             };
+            meta: components["schemas"]["Meta"];
+        };
+        /** Envelope[list[Union[TaskPublic, Deleted]]] */
+        Envelope_list_Union_TaskPublic__Deleted___: {
+            /** Data */
+            data: (components["schemas"]["TaskPublic"] | components["schemas"]["Deleted"])[];
             meta: components["schemas"]["Meta"];
         };
         /** ErrorBody */
@@ -276,7 +354,7 @@ export interface components {
          * TaskSort
          * @enum {string}
          */
-        TaskSort: "created" | "updated" | "due_date" | "priority" | "title";
+        TaskSort: "created" | "updated" | "due_date" | "priority" | "title" | "position";
         /** TaskStats */
         TaskStats: {
             /** Total */
@@ -362,6 +440,125 @@ export interface components {
              * @default true
              */
             is_completed?: boolean;
+        };
+        /** TaskMove */
+        TaskMove: {
+            /**
+             * After
+             * @description The task to go right after; null puts the task first.
+             */
+            after: string | null;
+        };
+        /**
+         * CompleteOperation
+         * @description `is_completed` defaults to true, as the body of PATCH .../complete does.
+         */
+        CompleteOperation: {
+            /**
+             * Is Completed
+             * @default true
+             */
+            is_completed?: boolean;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            op: "complete";
+            /**
+             * Id
+             * Format: uuid
+             * @description The task the operation applies to.
+             */
+            id: string;
+            /**
+             * If Match
+             * @description An ETag of the task, as in the If-Match header: apply only if current.
+             * @default null
+             */
+            if_match?: string | null;
+        };
+        /** CreateOperation */
+        CreateOperation: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            op: "create";
+            task: components["schemas"]["TaskCreate"];
+        };
+        /** DeleteOperation */
+        DeleteOperation: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            op: "delete";
+            /**
+             * Id
+             * Format: uuid
+             * @description The task the operation applies to.
+             */
+            id: string;
+            /**
+             * If Match
+             * @description An ETag of the task, as in the If-Match header: apply only if current.
+             * @default null
+             */
+            if_match?: string | null;
+        };
+        /** MoveOperation */
+        MoveOperation: {
+            /**
+             * After
+             * @description The task to go right after; null puts the task first.
+             */
+            after: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            op: "move";
+            /**
+             * Id
+             * Format: uuid
+             * @description The task the operation applies to.
+             */
+            id: string;
+            /**
+             * If Match
+             * @description An ETag of the task, as in the If-Match header: apply only if current.
+             * @default null
+             */
+            if_match?: string | null;
+        };
+        /** UpdateOperation */
+        UpdateOperation: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            op: "update";
+            /**
+             * Id
+             * Format: uuid
+             * @description The task the operation applies to.
+             */
+            id: string;
+            changes: components["schemas"]["TaskUpdate"];
+            /**
+             * If Match
+             * @description An ETag of the task, as in the If-Match header: apply only if current.
+             * @default null
+             */
+            if_match?: string | null;
+        };
+        /** BatchRequest */
+        BatchRequest: {
+            /**
+             * Operations
+             * @description 1 to 100 writes, applied in order in one transaction: all or nothing.
+             */
+            operations: (components["schemas"]["CreateOperation"] | components["schemas"]["UpdateOperation"] | components["schemas"]["CompleteOperation"] | components["schemas"]["MoveOperation"] | components["schemas"]["DeleteOperation"])[];
         };
     };
     responses: never;
@@ -493,9 +690,9 @@ export interface operations {
                 due_after?: string;
                 /** @description Changed at or after this RFC 3339 time. */
                 updated_since?: string;
-                /** @description Title sorts case-insensitively; every sort breaks ties on id. */
+                /** @description Title sorts case-insensitively; position is the manual order (no two tasks share one); every sort breaks ties on id. */
                 sort?: components["schemas"]["TaskSort"];
-                /** @description Default per sort: desc for created/updated/priority, asc for due_date/title. Undated tasks come last in both orders of due_date. */
+                /** @description Default per sort: desc for created/updated/priority, asc for due_date/title/position. Undated tasks come last in both orders of due_date. */
                 order?: components["schemas"]["SortOrder"];
                 /** @description Page size. */
                 limit?: number;
@@ -780,6 +977,136 @@ export interface operations {
             };
             /** @description `IDEMPOTENCY_KEY_REUSED`: This Idempotency-Key was already used with a different request body. */
             422: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected error occurred. */
+            500: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: The service is temporarily unavailable; retry shortly. */
+            503: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description Seconds to wait before retrying.
+                     * @example 2
+                     */
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    clear_completed_tasks: {
+        parameters: {
+            query: {
+                /** @description Must be `completed`: nothing deletes every task at once. */
+                status: "completed";
+            };
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_Cleared_"];
+                };
+            };
+            /** @description `VALIDATION_ERROR`: The request is invalid. */
+            400: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: Authentication required: the bearer token is missing. */
+            401: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description `Bearer`, with `error="invalid_token"` when a token was given.
+                     * @example Bearer error="invalid_token"
+                     */
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: You may only access your own tasks. */
+            403: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
                     "X-Request-ID": string;
@@ -1737,6 +2064,386 @@ export interface operations {
             };
             /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
             414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected error occurred. */
+            500: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: The service is temporarily unavailable; retry shortly. */
+            503: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description Seconds to wait before retrying.
+                     * @example 2
+                     */
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    move_task: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An ETag of the task: write only if current. */
+                "If-Match"?: string;
+            };
+            path: {
+                user_id: string;
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TaskMove"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    /**
+                     * @description Strong validator of the task's version: send it back in If-Match (writes) or If-None-Match (reads).
+                     * @example "0193a6f1-5b7c-7cc0-9e1d-2f3a4b5c6d7e.1"
+                     */
+                    ETag: string;
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_TaskPublic_"];
+                };
+            };
+            /** @description `VALIDATION_ERROR`: The request is invalid. */
+            400: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: Authentication required: the bearer token is missing. */
+            401: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description `Bearer`, with `error="invalid_token"` when a token was given.
+                     * @example Bearer error="invalid_token"
+                     */
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: You may only access your own tasks. */
+            403: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `PRECONDITION_FAILED`: The task has changed since you read it (If-Match does not match). */
+            412: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body exceeds 65536 bytes. */
+            413: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: The request body must be JSON (Content-Type: application/json). */
+            415: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected error occurred. */
+            500: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: The service is temporarily unavailable; retry shortly. */
+            503: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description Seconds to wait before retrying.
+                     * @example 2
+                     */
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    batch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the batch safe to retry (1-255 characters of your choice, e.g. a UUID; yours alone, remembered at least 24 hours, apart from the keys of creates). Sent again with the same body, it replays the first 200 and applies nothing; with another body it is a 422; while the first request is still running, a 409. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchRequest"];
+            };
+        };
+        responses: {
+            /** @description Every operation applied, in order: one result each (the task after it, or `{id, deleted: true}`); or, for a repeated Idempotency-Key, the first answer. */
+            200: {
+                headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key: nothing new was created. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_Union_TaskPublic__Deleted___"];
+                };
+            };
+            /** @description `VALIDATION_ERROR`: The request is invalid. */
+            400: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: Authentication required: the bearer token is missing. */
+            401: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description `Bearer`, with `error="invalid_token"` when a token was given.
+                     * @example Bearer error="invalid_token"
+                     */
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: You may only access your own tasks. */
+            403: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `CONFLICT`: A request with this Idempotency-Key is still in progress. */
+            409: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `PRECONDITION_FAILED`: The task has changed since you read it (If-Match does not match). */
+            412: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: The request body exceeds 65536 bytes. */
+            413: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNSUPPORTED_MEDIA_TYPE`: The request body must be JSON (Content-Type: application/json). */
+            415: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `IDEMPOTENCY_KEY_REUSED`: This Idempotency-Key was already used with a different request body. */
+            422: {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
                     "X-Request-ID": string;
