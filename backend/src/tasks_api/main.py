@@ -15,7 +15,7 @@ from tasks_api.database import Database
 from tasks_api.logging_config import configure_logging, user_reference_key
 from tasks_api.metrics import Metrics
 from tasks_api.middleware.request_context import RequestContextMiddleware
-from tasks_api.routers import docs, health, metrics, tasks
+from tasks_api.routers import docs, health, metrics, sync, tasks
 from tasks_api.routers._openapi import BODY_MODELS
 
 CORS_REQUEST_HEADERS = [
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(tasks.router)
+    app.include_router(sync.router)
     docs.mount(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
