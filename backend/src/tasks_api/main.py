@@ -7,9 +7,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
-from tasks_api import exception_handlers
+from tasks_api import change_listener, exception_handlers
 from tasks_api.auth.dependencies import BEARER_SCHEME, USER_ID_PARAMETER
 from tasks_api.auth.tokens import TokenVerifier
+from tasks_api.change_hub import ChangeHub
+from tasks_api.change_listener import ChangeListener
 from tasks_api.config import Settings, get_settings
 from tasks_api.database import Database
 from tasks_api.logging_config import configure_logging, user_reference_key
@@ -25,6 +27,7 @@ CORS_REQUEST_HEADERS = [
     "If-None-Match",
     "Idempotency-Key",
     "X-Request-ID",
+    "Last-Event-ID",
 ]
 CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID"]
 
@@ -94,9 +97,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database(settings)
+        listener = ChangeListener(change_listener.connector(settings), app.state.change_hub)
+        listener.start()
+        app.state.change_listener = listener
         try:
             yield
         finally:
+            # Streams end first (under uvicorn sse-starlette has ended them at SIGTERM already).
+            app.state.change_hub.close()
+            await listener.stop()
             await app.state.token_verifier.aclose()
             await app.state.database.dispose()
 
@@ -118,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.change_hub = ChangeHub(settings.events_max_streams_per_user)
     exception_handlers.register(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

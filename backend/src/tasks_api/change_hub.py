@@ -1,0 +1,67 @@
+"""Who is streaming on this instance: per user, the open event streams and their wake-ups.
+
+A wake-up is an asyncio.Event per stream: setting one that is already set does nothing, so a
+burst of notifications costs each stream one read of the feed, never a queue that grows.
+"""
+
+import asyncio
+
+from tasks_api.errors import TooManyRequests
+
+
+class Subscription:
+    """One open stream's place: `woken` is set when its user's data may have changed."""
+
+    __slots__ = ("_hub", "user_id", "woken")
+
+    def __init__(self, hub: "ChangeHub", user_id: str) -> None:
+        self._hub = hub
+        self.user_id = user_id
+        self.woken = asyncio.Event()
+
+    def close(self) -> None:
+        """Give the place back; safe to call more than once."""
+        self._hub._remove(self)
+
+
+class ChangeHub:
+    def __init__(self, max_streams_per_user: int) -> None:
+        self._max = max_streams_per_user
+        self._streams: dict[str, set[Subscription]] = {}
+        # Set when the app shuts down: every stream ends.
+        self.closing = False
+
+    def open(self, user_id: str) -> Subscription:
+        """A place for one more stream of `user_id`, or a 429 when the user has them all."""
+        streams = self._streams.setdefault(user_id, set())
+        if len(streams) >= self._max:
+            raise TooManyRequests
+        subscription = Subscription(self, user_id)
+        streams.add(subscription)
+        return subscription
+
+    def _remove(self, subscription: Subscription) -> None:
+        streams = self._streams.get(subscription.user_id)
+        if streams is None:
+            return
+        streams.discard(subscription)
+        if not streams:
+            del self._streams[subscription.user_id]
+
+    def wake(self, user_id: str) -> None:
+        for subscription in self._streams.get(user_id, ()):
+            subscription.woken.set()
+
+    def wake_all(self) -> None:
+        """After notifications may have been missed (the listener reconnected)."""
+        for streams in self._streams.values():
+            for subscription in streams:
+                subscription.woken.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self.wake_all()
+
+    @property
+    def open_streams(self) -> int:
+        return sum(len(streams) for streams in self._streams.values())
