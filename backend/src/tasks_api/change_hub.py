@@ -12,12 +12,18 @@ from tasks_api.errors import TooManyRequests
 class Subscription:
     """One open stream's place: `woken` is set when its user's data may have changed."""
 
-    __slots__ = ("_hub", "user_id", "woken")
+    __slots__ = ("_hub", "ended", "user_id", "woken")
 
     def __init__(self, hub: "ChangeHub", user_id: str) -> None:
         self._hub = hub
         self.user_id = user_id
         self.woken = asyncio.Event()
+        # Set when the server shuts down: the stream ends at its next wait.
+        self.ended = False
+
+    def end(self) -> None:
+        self.ended = True
+        self.woken.set()
 
     def close(self) -> None:
         """Give the place back; safe to call more than once."""
@@ -28,8 +34,6 @@ class ChangeHub:
     def __init__(self, max_streams_per_user: int) -> None:
         self._max = max_streams_per_user
         self._streams: dict[str, set[Subscription]] = {}
-        # Set when the app shuts down: every stream ends.
-        self.closing = False
 
     def open(self, user_id: str) -> Subscription:
         """A place for one more stream of `user_id`, or a 429 when the user has them all."""
@@ -59,8 +63,10 @@ class ChangeHub:
                 subscription.woken.set()
 
     def close(self) -> None:
-        self.closing = True
-        self.wake_all()
+        """The app shuts down: every stream ends."""
+        for streams in list(self._streams.values()):
+            for subscription in list(streams):
+                subscription.end()
 
     @property
     def open_streams(self) -> int:

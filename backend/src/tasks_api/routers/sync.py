@@ -1,6 +1,7 @@
 import logging
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse
@@ -25,6 +26,7 @@ from tasks_api.schemas.sync import ChangesEnvelope, ChangesQuery, EventsQuery
 from tasks_api.services import event_service, sync_service
 
 logger = logging.getLogger(__name__)
+_SHUTDOWN_GRACE_SECONDS = 2.0
 
 router = APIRouter(
     prefix="/api/{user_id}",
@@ -103,10 +105,22 @@ async def stream_events(
         keepalive_seconds=settings.events_keepalive_seconds,
     )
     subscription, events = await event_service.open_stream(context, resume, field)
+    # sse-starlette sees the server's SIGTERM (it hooks uvicorn's exit handler), sets this
+    # event and, after the grace period, cancels the stream. Ending the stream ourselves
+    # first closes it cleanly (a complete chunked body) and uvicorn does not wait for it.
+    shutdown = anyio.Event()
+
+    async def end_on_shutdown() -> None:
+        await shutdown.wait()
+        subscription.end()
+
     return _EventStream(
         subscription,
         events,
         ping=0,  # keep-alive comments come from the stream, only when it is idle
         sep=event_service.SEPARATOR,
         send_timeout=settings.events_send_timeout_seconds,
+        shutdown_event=shutdown,
+        shutdown_grace_period=_SHUTDOWN_GRACE_SECONDS,
+        data_sender_callable=end_on_shutdown,
     )

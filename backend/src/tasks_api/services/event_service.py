@@ -100,8 +100,7 @@ async def _events(
 
 async def _wait(context: StreamContext, subscription: Subscription) -> bool | None:
     """True when woken, False after the keep-alive interval, None when the stream ends."""
-    hub = context.hub
-    if hub.closing:
+    if subscription.ended:
         return None
     remaining = context.expires_at - time.time()
     if remaining <= 0:
@@ -111,4 +110,4 @@ async def _wait(context: StreamContext, subscription: Subscription) -> bool | No
             await subscription.woken.wait()
     except TimeoutError:
         return None if time.time() >= context.expires_at else False
-    return None if hub.closing else True
+    return None if subscription.ended else True
