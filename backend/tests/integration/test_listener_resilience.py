@@ -71,23 +71,27 @@ async def test_streams_catch_up_after_a_database_restart(app: FastAPI, server: S
         await gate.wait()
         return await connect()
 
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-        async with open_stream(http, f"/api/{user.id}/events", user.headers) as stream:
-            before = await http.post(user.tasks_url, json={"title": "a"}, headers=user.headers)
-            await _event_for(stream, before.json()["data"])
+    async with (
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+        open_stream(http, f"/api/{user.id}/events", user.headers) as stream,
+    ):
+        before = await http.post(user.tasks_url, json={"title": "a"}, headers=user.headers)
+        await _event_for(stream, before.json()["data"])
 
-            listener._connect = gated_connect
-            await asyncio.to_thread(server.stop)
-            await asyncio.to_thread(server.start)
-            async with asyncio.timeout(WAIT_SECONDS):
-                while listener.listening.is_set():  # the loss is seen without a ping
-                    await asyncio.sleep(0.05)
+        listener._connect = gated_connect
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        async with asyncio.timeout(WAIT_SECONDS):
+            # The loss is seen without a ping; the listener offers no event for it.
+            while listener.listening.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
-            during = await http.post(user.tasks_url, json={"title": "b"}, headers=user.headers)
-            assert during.status_code == 201, during.text
-            gate.set()
-            await asyncio.wait_for(listener.listening.wait(), WAIT_SECONDS)
-            # The same stream, still open, gets the change it was never notified of.
-            await _event_for(stream, during.json()["data"])
-            after = await http.post(user.tasks_url, json={"title": "c"}, headers=user.headers)
-            await _event_for(stream, after.json()["data"])
+        during = await http.post(user.tasks_url, json={"title": "b"}, headers=user.headers)
+        assert during.status_code == 201, during.text
+        gate.set()
+        await asyncio.wait_for(listener.listening.wait(), WAIT_SECONDS)
+        # The same stream, still open, gets the change it was never notified of.
+        await _event_for(stream, during.json()["data"])
+        after = await http.post(user.tasks_url, json={"title": "c"}, headers=user.headers)
+        await _event_for(stream, after.json()["data"])
