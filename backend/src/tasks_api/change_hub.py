@@ -34,6 +34,8 @@ class ChangeHub:
     def __init__(self, max_streams_per_user: int) -> None:
         self._max = max_streams_per_user
         self._streams: dict[str, set[Subscription]] = {}
+        # Set while any stream is open: the listener only holds its connection then.
+        self.in_use = asyncio.Event()
 
     def open(self, user_id: str) -> Subscription:
         """A place for one more stream of `user_id`, or a 429 when the user has them all."""
@@ -42,6 +44,7 @@ class ChangeHub:
             raise TooManyRequests
         subscription = Subscription(self, user_id)
         streams.add(subscription)
+        self.in_use.set()
         return subscription
 
     def _remove(self, subscription: Subscription) -> None:
@@ -51,6 +54,8 @@ class ChangeHub:
         streams.discard(subscription)
         if not streams:
             del self._streams[subscription.user_id]
+            if not self._streams:
+                self.in_use.clear()
 
     def wake(self, user_id: str) -> None:
         for subscription in self._streams.get(user_id, ()):

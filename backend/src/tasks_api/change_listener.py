@@ -3,6 +3,11 @@
 The write triggers run `pg_notify('task_changes', user_id)` inside the writing transaction,
 so PostgreSQL delivers it at commit, to every instance. The payload names the user, never
 a task: each woken stream reads its own changes under row-level security.
+
+The connection is held only while the instance has open streams (and up to one check
+interval after the last one closes): an idle session does not keep a Neon compute awake,
+but the listener's ping and its reconnects would, so with nobody streaming there is no
+listener at all and the compute can scale to zero (README, "Live changes on Neon").
 """
 
 import asyncio
@@ -26,7 +31,8 @@ CHANNEL = "task_changes"
 _ASYNCPG_ARGS = {"ssl", "direct_tls", "server_settings", "target_session_attrs"}
 _FIRST_RETRY_DELAY = 0.2
 _MAX_RETRY_DELAY = 5.0
-# A connection that dies silently (a network partition) is found by this ping.
+# A connection that dies silently (a network partition) is found by this ping, and a
+# listener with no stream left to wake closes at the next one.
 PING_INTERVAL_SECONDS = 30.0
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
@@ -89,6 +95,7 @@ class ChangeListener:
     async def _run(self) -> None:
         delay = _FIRST_RETRY_DELAY
         while not self._stopping:
+            await self._hub.in_use.wait()
             try:
                 await self._listen()
                 delay = _FIRST_RETRY_DELAY  # it was up: the next loss starts a fresh backoff
@@ -117,6 +124,10 @@ class ChangeListener:
                     async with asyncio.timeout(self._ping_interval):
                         await lost.wait()
                 except TimeoutError:
+                    if not self._hub.in_use.is_set():
+                        logger.info("change listener: no open stream; connection closed")
+                        await connection.close(timeout=self._ping_interval)
+                        return
                     await connection.execute("SELECT 1", timeout=self._ping_interval)
             if not self._stopping:
                 logger.warning("change listener: connection lost; reconnecting")

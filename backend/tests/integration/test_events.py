@@ -11,6 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tasks_api.change_hub import ChangeHub
+from tasks_api.change_listener import ChangeListener, connector
 from tasks_api.config import Settings
 from tasks_api.main import create_app
 from tests.support.auth import User, make_token
@@ -25,7 +27,6 @@ async def events_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The suite's settings, with a keep-alive short enough to be seen in a test."""
     app = create_app(settings.model_copy(update={"events_keepalive_seconds": KEEPALIVE_SECONDS}))
     async with app.router.lifespan_context(app):
-        await asyncio.wait_for(app.state.change_listener.listening.wait(), 10)
         yield app
 
 
@@ -231,3 +232,22 @@ class TestLimits:
             hub.close()
             while (block := await stream.next()) is not None:
                 assert block.event is None
+
+
+class TestListener:
+    async def test_connected_only_while_a_stream_is_open(self, settings: Settings) -> None:
+        """No stream, no session: an idle instance lets a Neon compute scale to zero."""
+        hub = ChangeHub(max_streams_per_user=MAX_STREAMS)
+        listener = ChangeListener(connector(settings), hub, ping_interval=0.1)
+        listener.start()
+        try:
+            await asyncio.sleep(0.3)
+            assert not listener.listening.is_set()
+            subscription = hub.open("someone")
+            await asyncio.wait_for(listener.listening.wait(), 10)
+            subscription.close()
+            async with asyncio.timeout(10):
+                while listener.listening.is_set():  # noqa: ASYNC110 - no event for it
+                    await asyncio.sleep(0.05)
+        finally:
+            await listener.stop()

@@ -60,7 +60,6 @@ async def _event_for(stream: Stream, task: dict[str, object]) -> None:
 
 async def test_streams_catch_up_after_a_database_restart(app: FastAPI, server: Server) -> None:
     listener = app.state.change_listener
-    await asyncio.wait_for(listener.listening.wait(), WAIT_SECONDS)
     user = User()
     # The listener's reconnect waits at this gate, so the test can commit a change while
     # nobody listens: its notification is lost for good.
@@ -76,6 +75,7 @@ async def test_streams_catch_up_after_a_database_restart(app: FastAPI, server: S
         httpx.AsyncClient(base_url=url, timeout=10) as http,
         open_stream(http, f"/api/{user.id}/events", user.headers) as stream,
     ):
+        await asyncio.wait_for(listener.listening.wait(), WAIT_SECONDS)  # a stream is open
         before = await http.post(user.tasks_url, json={"title": "a"}, headers=user.headers)
         await _event_for(stream, before.json()["data"])
 
