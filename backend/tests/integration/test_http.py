@@ -29,6 +29,7 @@ CONTRACT_REQUEST_HEADERS = {
     "if-none-match",
     "idempotency-key",
     "x-request-id",
+    "last-event-id",
 }
 
 
