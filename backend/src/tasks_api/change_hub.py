@@ -31,8 +31,12 @@ class Subscription:
 
 
 class ChangeHub:
-    def __init__(self, max_streams_per_user: int) -> None:
+    def __init__(self, max_streams_per_user: int, concurrent_reads: int = 5) -> None:
         self._max = max_streams_per_user
+        # Woken streams read the feed through this: after a reconnect wakes a thousand of
+        # them at once they take turns, instead of taking every pooled connection from
+        # the requests (and timing out in the pool's line themselves).
+        self.reads = asyncio.Semaphore(concurrent_reads)
         self._streams: dict[str, set[Subscription]] = {}
         # Set while any stream is open: the listener only holds its connection then.
         self.in_use = asyncio.Event()

@@ -127,7 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
-    app.state.change_hub = ChangeHub(settings.events_max_streams_per_user)
+    app.state.change_hub = ChangeHub(
+        settings.events_max_streams_per_user, concurrent_reads=max(1, settings.db_pool_size // 2)
+    )
     exception_handlers.register(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

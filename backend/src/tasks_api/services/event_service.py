@@ -83,9 +83,10 @@ async def _events(
                     continue
                 subscription.woken.clear()  # before the read: a later commit wakes it again
             try:
-                page = await sync_service.read_page(
-                    context.database, user_id, page.position, PAGE_SIZE
-                )
+                async with context.hub.reads:
+                    page = await sync_service.read_page(
+                        context.database, user_id, page.position, PAGE_SIZE
+                    )
             except AppError as error:
                 # A 410 or 503 can no longer be answered as such: the stream ends, and the
                 # client's reconnect with Last-Event-ID gets the status.
