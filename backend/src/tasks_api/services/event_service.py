@@ -75,12 +75,10 @@ async def _events(
                     sep=SEPARATOR,
                 )
             if not page.has_more:
-                woken = await _wait(context, subscription)
-                if woken is None:
-                    return  # the token expired or the server is shutting down
-                if not woken:
+                while not (woken := await _wait(context, subscription)):
+                    if woken is None:
+                        return  # the token expired or the server is shutting down
                     yield ServerSentEvent(comment="keep-alive", sep=SEPARATOR)
-                    continue
                 subscription.woken.clear()  # before the read: a later commit wakes it again
             try:
                 async with context.hub.reads:
