@@ -169,6 +169,16 @@ class TestStream:
                 assert block.event is None
                 assert block.comments == ["keep-alive"]
 
+    async def test_open_streams_are_counted_in_metrics(
+        self, http: httpx.AsyncClient, alice: User
+    ) -> None:
+        async with open_stream(http, events_url(alice), alice.headers):
+            metrics = (await http.get("/metrics")).text
+        # At least this one (a stream an earlier test closed may not be noticed yet).
+        gauge = next(line for line in metrics.splitlines() if line.startswith("tasks_api_event_"))
+        assert float(gauge.split()[1]) >= 1
+        assert "tasks_api_change_listener_connected" in metrics
+
     async def test_a_burst_of_changes_arrives_in_order(
         self, http: httpx.AsyncClient, alice: User
     ) -> None:
