@@ -16,6 +16,8 @@ every knob is also an environment variable (make passes `make bench VAR=...` thr
     BENCH_PROFILE      1: py-spy flame graphs + top lists into bench/profiles/ [0]
     BENCH_SQL          1: log the SQL of one request per endpoint (log_statement=all) [1]
     BENCH_KEEP         1: leave the cluster and servers running at the end (debugging) [0]
+    BENCH_STREAMS      1: 1,000 open event streams (RSS, idle CPU) and the fan-out latency
+                       between two instances under get-one load (sync_bench.py) [0]
     BASE_URL, TOKENS   drive a running API instead (a staging deploy); TOKENS: see README
     BENCH_SERVER_PID   with BASE_URL on this machine: the worker's pid, for RSS and CPU
 
@@ -60,9 +62,10 @@ PROFILES = Path(os.environ.get("BENCH_PROFILE_DIR") or HERE / "profiles")
 
 sys.path.insert(0, str(HERE))
 import seed as seedmod  # noqa: E402
+import sync_bench  # noqa: E402
 
 DEFAULT_SCENARIOS = (
-    "get_one,list_100,list_1000,create,update,update_ifmatch,complete,complete_noop,"
+    "get_one,list_100,list_1000,changes,create,update,update_ifmatch,complete,complete_noop,"
     "list_1000@1,get_one@512"
 )
 PROFILE_SCENARIOS = tuple(
@@ -195,6 +198,8 @@ class Spec:
         self.paths = {**seedmod.PATHS, **doc.get("paths", {})}
         self.users = doc["users"]
         self.create_pool = create_pool
+        # The API's JWT_SECRET, which its sync tokens are signed with (the changes scenario).
+        self.sync_secret: str | None = os.environ.get("JWT_SECRET") or None
         self.seq_offset: dict[str, int] = defaultdict(int)
         self.rng = random.Random(7)
 
@@ -301,6 +306,8 @@ class Spec:
                     {"u": i, "method": "PATCH", "path": self.path("complete", u, t)}
                     for t in u.get("completed_ids", [])
                 ]
+        elif name == "changes":
+            out = sync_bench.changes_requests(self.users, self.sync_secret)
         elif name == "mix":
             # The soak: 60% get-one, 20% list-100, 10% create, 10% update (no If-Match).
             parts = {"get_one": 60, "list_100": 20, "create": 10, "update": 10}
@@ -384,6 +391,7 @@ def parse_scenarios(text: str, default_conns: int) -> list[tuple[str, int]]:
         "move",
         "list_100_position",
         "batch20",
+        "changes",
     }
     for item in text.split(","):
         item = item.strip()
@@ -1129,6 +1137,7 @@ def local(args: argparse.Namespace) -> int:
         api = start_api(stack, secret, api_port, workdir)
         base = f"http://127.0.0.1:{api_port}"
         spec = Spec(json.loads(tokens.read_text()))
+        spec.sync_secret = secret
         if args.out is None:
             args.out = str(workdir / "results.jsonl")
         runner = Runner(base, spec, args, api.pid, workdir)
@@ -1147,6 +1156,7 @@ def local(args: argparse.Namespace) -> int:
             profile(runner, api.pid, PROFILE_SCENARIOS)
         if args.soak:
             results.append(soak(runner, args.soak))
+        sync_rows = sync_measurements(stack, secret, spec, args, api, base, workdir)
         print(
             "\n## tasks-api, one uvicorn worker on CPU 0 "
             f"({args.duration} s measured after {args.warmup} s warm-up per scenario; "
@@ -1154,6 +1164,8 @@ def local(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(table(results), flush=True)
+        if sync_rows:
+            print("\n" + sync_bench.table(sync_rows), flush=True)
         print(f"\nresults: {args.out}", flush=True)
     finally:
         stack.stop()
@@ -1162,6 +1174,51 @@ def local(args: argparse.Namespace) -> int:
         if not args.keep:
             log(f"stopped the servers and removed the cluster; logs and results in {workdir}")
     return 0
+
+
+def sync_measurements(
+    stack: Stack,
+    secret: str,
+    spec: Spec,
+    args: argparse.Namespace,
+    api: subprocess.Popen[bytes],
+    base: str,
+    workdir: Path,
+) -> list[dict[str, Any]]:
+    """BENCH_STREAMS=1: 1,000 idle streams on the API, then the fan-out latency from it to
+    a second instance (same database) whose get-one load wrk keeps up meanwhile."""
+    if not args.streams:
+        return []
+    import asyncio
+
+    rows = []
+    try:
+        rows.append(asyncio.run(sync_bench.streams(base, spec.users, api.pid)))
+        log(sync_bench.table(rows[-1:]))
+        second = workdir / "second"
+        second.mkdir(exist_ok=True)
+        api2 = start_api(stack, secret, int(env("BENCH_API2_PORT", "18002")), second)
+        base2 = f"http://127.0.0.1:{int(env('BENCH_API2_PORT', '18002'))}"
+        load = Runner(base2, spec, args, api2.pid, workdir)
+        kind, src = spec.data("get_one", {})
+        data_file = workdir / "data_get_one_second.lua"
+        data_file.write_text(src)
+        seconds = max(args.duration, 30)
+        wrk = threading.Thread(
+            target=load.wrk, args=("get_one", kind, data_file, seconds, args.connections)
+        )
+        wrk.start()
+        time.sleep(2)
+        rows.append(asyncio.run(sync_bench.fanout(base, base2, spec.users[0])))
+        log(sync_bench.table(rows[-1:]))
+        wrk.join()
+    except (RuntimeError, OSError, TimeoutError) as e:
+        rows.append({"scenario": "streams/fanout", "failed": str(e)[:300]})
+        log(f"sync measurements FAILED: {e}")
+    with Path(args.out).open("a") as out:
+        for row in rows:
+            out.write(json.dumps({"label": args.label, **row}) + "\n")
+    return rows
 
 
 def compare(
@@ -1320,6 +1377,7 @@ def main() -> int:
         "--sql", action=argparse.BooleanOptionalAction, default=env("BENCH_SQL", "1") == "1"
     )
     ap.add_argument("--keep", action="store_true", default=env("BENCH_KEEP", "0") == "1")
+    ap.add_argument("--streams", action="store_true", default=env("BENCH_STREAMS", "0") == "1")
     ap.add_argument("--users", type=int, default=int(env("BENCH_USERS", "100")))
     ap.add_argument("--tasks", type=int, default=int(env("BENCH_TASKS", "1000")))
     ap.add_argument("--out", default=env("BENCH_OUT", "") or None, help="append JSON lines here")

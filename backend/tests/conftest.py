@@ -45,11 +45,13 @@ def app_database_url(cluster: TestCluster, database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(app_database_url: str) -> Settings:
+def settings(app_database_url: str, database_url: str) -> Settings:
     return Settings(
         _env_file=None,
         environment="test",
         database_url=app_database_url,
+        # LISTEN needs a session: behind PgBouncer the listener connects directly.
+        database_direct_url=database_url if app_database_url != database_url else None,
         jwt_secret=TEST_SECRET,
         cors_origins=[ALLOWED_ORIGIN],
         db_pool_size=5,

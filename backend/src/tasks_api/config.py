@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
     # Deleted tasks are remembered this long for the sync feed; an older token is a 410.
     sync_retention_days: int = Field(default=30, ge=1, le=3650)
+    # A direct, unpooled connection for LISTEN (live changes) when DATABASE_URL goes
+    # through a transaction pooler; derived from a Neon `-pooler` host when unset.
+    database_direct_url: SecretStr | None = None
+    events_max_streams_per_user: int = Field(default=10, ge=1, le=10_000)
+    # Internal knobs of the event streams (the contract's 15 s; tests shorten them): a
+    # comment after this long without an event, and how long one send may block before
+    # the reader is taken for stuck and dropped.
+    events_keepalive_seconds: float = Field(default=15.0, gt=0)
+    events_send_timeout_seconds: float = Field(default=10.0, gt=0)
 
     jwt_secret: SecretStr | None = None
     jwks_url: str | None = None
@@ -68,7 +77,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("jwt_secret", "jwks_url", mode="before")
+    @field_validator("jwt_secret", "jwks_url", "database_direct_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # `JWT_SECRET=` in a .env means "no secret", not an empty HMAC key anyone can use.

@@ -239,3 +239,31 @@ def _parse_options(options: str) -> dict[str, str]:
             key, value = pair.split("=", 1)
             settings[key.strip()] = value.strip()
     return settings
+
+
+# Neon's endpoint host with the pooler's suffix: `ep-x-123-pooler.region...` -> `ep-x-123.`.
+_NEON_POOLER_LABEL = re.compile(r"^(ep-[a-z0-9-]+)-pooler(\.)", re.IGNORECASE)
+
+
+def listen_url(database_url: str, direct_url: str | None) -> tuple[str, str | None]:
+    """The URL to LISTEN on (a session of its own), and a warning when it may not work.
+
+    LISTEN needs a session: through a transaction pooler the listening server connection
+    is handed to other clients after each transaction and notifications never arrive.
+    DATABASE_DIRECT_URL wins; a Neon `-pooler` host is turned into its direct host (same
+    credentials, same database); otherwise DATABASE_URL itself.
+    """
+    if direct_url:
+        return direct_url, None
+    match = _AUTHORITY.match(database_url.strip())
+    if match and _NEON_POOLER_HOST.match(match["hosts"]):
+        hosts = _NEON_POOLER_LABEL.sub(r"\1\2", match["hosts"], count=1)
+        return f"{match['scheme']}{match['userinfo'] or ''}{hosts}{match['rest']}", None
+    _, connect_args = to_asyncpg(database_url)
+    if uses_transaction_pooler(connect_args):
+        return database_url, (
+            "DATABASE_URL goes through a transaction pooler (pgbouncer=true) and "
+            "DATABASE_DIRECT_URL is not set: LISTEN needs a session, so live changes may "
+            "not reach the event streams; set DATABASE_DIRECT_URL to a direct connection"
+        )
+    return database_url, None

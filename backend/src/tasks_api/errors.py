@@ -78,6 +78,15 @@ class Conflict(AppError):
     default_message = "A request with this Idempotency-Key is still in progress."
 
 
+class SyncTokenExpired(AppError):
+    status_code = 410
+    code = "SYNC_TOKEN_EXPIRED"
+    default_message = (
+        "The sync token is older than the deletions remembered: reload the list and follow "
+        "its meta.sync_token."
+    )
+
+
 class PreconditionFailed(AppError):
     status_code = 412
     code = "PRECONDITION_FAILED"
@@ -113,6 +122,16 @@ class IdempotencyKeyReused(AppError):
     status_code = 422
     code = "IDEMPOTENCY_KEY_REUSED"
     default_message = "This Idempotency-Key was already used with a different request body."
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "TOO_MANY_REQUESTS"
+    default_message = "Too many open event streams for this user on this server."
+    retry_after_seconds: ClassVar[int] = 5
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(self.retry_after_seconds)})
 
 
 class ServiceUnavailable(AppError):

@@ -7,15 +7,17 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
-from tasks_api import exception_handlers
+from tasks_api import change_listener, exception_handlers
 from tasks_api.auth.dependencies import BEARER_SCHEME, USER_ID_PARAMETER
 from tasks_api.auth.tokens import TokenVerifier
+from tasks_api.change_hub import ChangeHub
+from tasks_api.change_listener import ChangeListener
 from tasks_api.config import Settings, get_settings
 from tasks_api.database import Database
 from tasks_api.logging_config import configure_logging, user_reference_key
 from tasks_api.metrics import Metrics
 from tasks_api.middleware.request_context import RequestContextMiddleware
-from tasks_api.routers import _openapi_rules, docs, health, metrics, organize, tasks
+from tasks_api.routers import _openapi_rules, docs, health, metrics, organize, sync, tasks
 from tasks_api.routers._openapi import BODY_MODELS
 
 CORS_REQUEST_HEADERS = [
@@ -97,9 +99,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database(settings)
+        listener = ChangeListener(change_listener.connector(settings), app.state.change_hub)
+        listener.start()
+        app.state.change_listener = listener
         try:
             yield
         finally:
+            # Streams end first (under uvicorn sse-starlette has ended them at SIGTERM already).
+            app.state.change_hub.close()
+            await listener.stop()
             await app.state.token_verifier.aclose()
             await app.state.database.dispose()
 
@@ -121,11 +129,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.change_hub = ChangeHub(
+        settings.events_max_streams_per_user, concurrent_reads=max(1, settings.db_pool_size // 2)
+    )
     exception_handlers.register(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(tasks.router)
     app.include_router(organize.router)
+    app.include_router(sync.router)
     docs.mount(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 

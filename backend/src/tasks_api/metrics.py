@@ -49,6 +49,29 @@ class _PoolCollector(Collector):
             yield GaugeMetricFamily(f"tasks_api_db_pool_{name}", documentation, value=value)
 
 
+class _StreamCollector(Collector):
+    """Live changes at scrape time: open event streams and whether this instance listens."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        hub = getattr(self._state, "change_hub", None)
+        if hub is not None:
+            yield GaugeMetricFamily(
+                "tasks_api_event_streams_open",
+                "Event streams open on this instance.",
+                value=hub.open_streams,
+            )
+        listener = getattr(self._state, "change_listener", None)
+        if listener is not None:
+            yield GaugeMetricFamily(
+                "tasks_api_change_listener_connected",
+                "1 while the LISTEN connection is up (held only while streams are open).",
+                value=int(listener.listening.is_set()),
+            )
+
+
 class Metrics:
     """The app's registry (a global one would clash between apps in one process)."""
 
@@ -61,6 +84,7 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.registry.register(_PoolCollector(state, max_overflow))
+        self.registry.register(_StreamCollector(state))
         self._requests = Counter(
             "tasks_api_http_requests",
             "HTTP requests answered, by route template, method and status.",

@@ -178,9 +178,11 @@ class TestDefaults:
     async def test_empty(self, client: httpx.AsyncClient, alice: User) -> None:
         body = await _list(client, alice)
         assert body["data"] == []
-        assert body["meta"] | {"timestamp": None, "request_id": None} == {
+        assert body["meta"]["sync_token"]
+        assert body["meta"] | {"timestamp": None, "request_id": None, "sync_token": None} == {
             "timestamp": None,
             "request_id": None,
+            "sync_token": None,
             "limit": 100,
             "has_more": False,
             "next_cursor": None,

@@ -39,8 +39,10 @@ async def get_current_user_id(request: Request) -> str:
     if not token or scheme.lower() != "bearer":
         raise MissingToken
     verifier: TokenVerifier = request.app.state.token_verifier
-    token_user_id = await verifier.verify(token)
+    verified = await verifier.verify_token(token)
+    token_user_id = verified.user_id
     request.state.user_id = token_user_id  # the access log keeps only a keyed hash of it
+    request.state.token_expires_at = verified.expires_at  # an event stream ends then
     if user_id != token_user_id:
         raise Forbidden
     return user_id

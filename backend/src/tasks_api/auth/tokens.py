@@ -1,6 +1,6 @@
 """Bearer token verification with PyJWT: algorithms pinned per key type, claims checked."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
@@ -39,6 +39,12 @@ class ExpiredToken(InvalidToken):
 class MissingToken(Unauthorized):
     def __init__(self) -> None:
         super().__init__(headers={"WWW-Authenticate": "Bearer"})
+
+
+class VerifiedToken(NamedTuple):
+    user_id: str
+    # The token's `exp`, in Unix seconds: an event stream ends then.
+    expires_at: float
 
 
 class _PreparedHMAC(HMACAlgorithm):
@@ -91,6 +97,10 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> str:
         """Return the user id the token speaks for, or raise a 401 (or 503) error."""
+        return (await self.verify_token(token)).user_id
+
+    async def verify_token(self, token: str) -> VerifiedToken:
+        """The user the token speaks for and when it expires; a 401 (or 503) error if none."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken
         if self._jwks is None and self._hmac_key is not None:
@@ -118,7 +128,8 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             self._report(error, token)
             raise InvalidToken from None
-        return self._user_id(claims)
+        # PyJWT has checked that `exp` is there and a number.
+        return VerifiedToken(self._user_id(claims), float(claims["exp"]))
 
     def _report(self, error: jwt.PyJWTError, token: str) -> None:
         """Log the refusals that a configuration explains (rate-limited, never the token).

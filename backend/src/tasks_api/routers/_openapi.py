@@ -16,6 +16,8 @@ from tasks_api.errors import (
     PayloadTooLarge,
     PreconditionFailed,
     ServiceUnavailable,
+    SyncTokenExpired,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -69,6 +71,7 @@ HEADERS: dict[str, dict[str, Any]] = {
 _ERROR_HEADERS: dict[type[AppError], tuple[str, ...]] = {
     Unauthorized: ("WWW-Authenticate",),
     ServiceUnavailable: ("Retry-After",),
+    TooManyRequests: ("Retry-After",),
 }
 
 # (summary, message, details) as a client really sees them, so Swagger UI and ReDoc show
@@ -102,6 +105,10 @@ _EXAMPLES: dict[type[AppError], list[_Example]] = {
     PreconditionFailed: [("Stale If-Match", PreconditionFailed.default_message, None)],
     PayloadTooLarge: [("Body over 64 KiB", PayloadTooLarge.default_message, None)],
     UnsupportedMediaType: [("Body not JSON", UnsupportedMediaType.default_message, None)],
+    SyncTokenExpired: [
+        ("Deletions since the token are forgotten", SyncTokenExpired.default_message, None)
+    ],
+    TooManyRequests: [("Every stream of the user is open", TooManyRequests.default_message, None)],
     IdempotencyKeyReused: [
         ("Idempotency-Key reused with another body", IdempotencyKeyReused.default_message, None)
     ],
@@ -170,6 +177,11 @@ _REQUEST_HEADERS: dict[str, tuple[dict[str, Any], str | None]] = {
     ),
     "If-None-Match": ({}, None),
     "If-Match": ({}, "An ETag of the task: write only if current."),
+    "Last-Event-ID": (
+        {"maxLength": 512},
+        "The `id` of the last event received: the stream resumes after it (sent by SSE "
+        "clients when they reconnect; wins over `since`).",
+    ),
 }
 
 

@@ -18,6 +18,8 @@ class ListMeta(Meta):
     has_more: bool
     next_cursor: str | None
     total: int
+    # The sync position the page was read at: follow `changes` from it (API.md, Sync).
+    sync_token: str
 
 
 class Envelope(BaseModel, Generic[T]):

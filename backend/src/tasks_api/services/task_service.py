@@ -13,7 +13,7 @@ from tasks_api.errors import NotFound, ValidationFailed
 from tasks_api.repositories import task_repository
 from tasks_api.schemas.task import TaskUpdate
 from tasks_api.schemas.task_query import TaskListQuery
-from tasks_api.services import task_operations
+from tasks_api.services import sync_token, task_operations
 from tasks_api.services.cursor import CursorSigner
 
 
@@ -53,6 +53,7 @@ async def list_tasks(
         "has_more": next_cursor is not None,
         "next_cursor": next_cursor,
         "total": page.total,
+        "sync_token": sync_token.encode(signer, user_id, page.sync_seq),
     }
     return page.tasks, meta
 
