@@ -191,10 +191,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/{user_id}/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Changes
+         * @description Every change since a sync token, deletions included, each task once, in order.
+         */
+        get: operations["list_changes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/{user_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream Events
+         * @description Your changes, live: replayed from `Last-Event-ID` (or `since`), then as they commit.
+         */
+        get: operations["stream_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** ChangesEnvelope */
+        ChangesEnvelope: {
+            /** Data */
+            data: (components["schemas"]["TaskUpserted"] | components["schemas"]["TaskDeleted"])[];
+            meta: components["schemas"]["ChangesMeta"];
+        };
+        /** ChangesMeta */
+        ChangesMeta: {
+            /**
+             * Timestamp
+             * Format: date-time
+             */
+            timestamp: string;
+            /** Request Id */
+            request_id: string;
+            /**
+             * Sync Token
+             * @description Pass it as `since` next time; it covers all of `data`.
+             */
+            sync_token: string;
+            /**
+             * Has More
+             * @description More changes follow: call again at once with the token.
+             */
+            has_more: boolean;
+            /** Limit */
+            limit: number;
+        };
         /** Cleared */
         Cleared: {
             /** Deleted */
@@ -292,6 +360,8 @@ export interface components {
             next_cursor: string | null;
             /** Total */
             total: number;
+            /** Sync Token */
+            sync_token: string;
         };
         /** Meta */
         Meta: {
@@ -313,6 +383,24 @@ export interface components {
          * @enum {string}
          */
         SortOrder: "asc" | "desc";
+        /** TaskDeleted */
+        TaskDeleted: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "delete";
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Deleted At
+             * Format: date-time
+             */
+            deleted_at: string;
+        };
         /** TaskPublic */
         TaskPublic: {
             /**
@@ -371,6 +459,15 @@ export interface components {
          * @enum {string}
          */
         TaskStatus: "all" | "pending" | "completed";
+        /** TaskUpserted */
+        TaskUpserted: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "upsert";
+            task: components["schemas"]["TaskPublic"];
+        };
         /**
          * TaskCreate
          * @example {
@@ -2447,6 +2544,315 @@ export interface operations {
                 headers: {
                     /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
                     "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected error occurred. */
+            500: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: The service is temporarily unavailable; retry shortly. */
+            503: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description Seconds to wait before retrying.
+                     * @example 2
+                     */
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_changes: {
+        parameters: {
+            query?: {
+                /** @description A sync token: `meta.sync_token` of a list page or of the previous `changes` page. Without it, nothing is listed and `meta.sync_token` is the current position. */
+                since?: string;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangesEnvelope"];
+                };
+            };
+            /** @description `VALIDATION_ERROR`: The request is invalid. */
+            400: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: Authentication required: the bearer token is missing. */
+            401: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description `Bearer`, with `error="invalid_token"` when a token was given.
+                     * @example Bearer error="invalid_token"
+                     */
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: You may only access your own tasks. */
+            403: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SYNC_TOKEN_EXPIRED`: The sync token is older than the deletions remembered: reload the list and follow its meta.sync_token. */
+            410: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `INTERNAL_ERROR`: An unexpected error occurred. */
+            500: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: The service is temporarily unavailable; retry shortly. */
+            503: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description Seconds to wait before retrying.
+                     * @example 2
+                     */
+                    "Retry-After": number;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    stream_events: {
+        parameters: {
+            query?: {
+                /** @description A sync token to resume from; `Last-Event-ID` wins when both are sent. Without either, the stream starts from now. */
+                since?: string;
+            };
+            header?: {
+                /** @description The `id` of the last event received: the stream resumes after it (sent by SSE clients when they reconnect; wins over `since`). */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-Sent Events: `event: upsert|delete`, `data:` the change as `changes` gives it (one JSON line), `id:` a sync token covering it; `: keep-alive` comments after 15 s of silence. Ends when the bearer token expires. */
+            200: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description `VALIDATION_ERROR`: The request is invalid. */
+            400: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `UNAUTHORIZED`: Authentication required: the bearer token is missing. */
+            401: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description `Bearer`, with `error="invalid_token"` when a token was given.
+                     * @example Bearer error="invalid_token"
+                     */
+                    "WWW-Authenticate": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `FORBIDDEN`: You may only access your own tasks. */
+            403: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `NOT_FOUND`: Task not found. */
+            404: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `SYNC_TOKEN_EXPIRED`: The sync token is older than the deletions remembered: reload the list and follow its meta.sync_token. */
+            410: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `URI_TOO_LONG`: The URL (path and query string) exceeds 40960 bytes. */
+            414: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /** @description `no-store`: an answer about your tasks is never cached. */
+                    "Cache-Control": "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description `TOO_MANY_REQUESTS`: Too many open event streams for this user on this server. */
+            429: {
+                headers: {
+                    /** @description The client's X-Request-ID when it sent a sane one, else a new UUID; the same id as in the body. */
+                    "X-Request-ID": string;
+                    /**
+                     * @description Seconds to wait before retrying.
+                     * @example 2
+                     */
+                    "Retry-After": number;
                     /** @description `no-store`: an answer about your tasks is never cached. */
                     "Cache-Control": "no-store";
                     [name: string]: unknown;
