@@ -468,76 +468,6 @@ export interface components {
             type: "upsert";
             task: components["schemas"]["TaskPublic"];
         };
-        /**
-         * TaskCreate
-         * @example {
-         *       "title": "Buy milk"
-         *     }
-         * @example {
-         *       "description": "Receipts are in the blue folder.",
-         *       "due_at": "2026-12-01T17:00:00Z",
-         *       "priority": "high",
-         *       "tags": [
-         *         "home",
-         *         "paperwork"
-         *       ],
-         *       "title": "File the tax return"
-         *     }
-         */
-        TaskCreate: {
-            /** Title */
-            title: string;
-            /**
-             * Description
-             * @default null
-             */
-            description?: string | null;
-            /** @default medium */
-            priority?: components["schemas"]["Priority"];
-            /**
-             * Due At
-             * @default null
-             */
-            due_at?: string | null;
-            /** Tags */
-            tags?: string[];
-            /**
-             * Is Completed
-             * @default false
-             */
-            is_completed?: boolean;
-        };
-        /**
-         * TaskUpdate
-         * @description Every field optional; only the fields given are changed.
-         */
-        TaskUpdate: {
-            /** Title */
-            title?: string;
-            /**
-             * Description
-             * @default null
-             */
-            description?: string | null;
-            priority?: components["schemas"]["Priority"];
-            /**
-             * Due At
-             * @default null
-             */
-            due_at?: string | null;
-            /** Tags */
-            tags?: string[];
-            /** Is Completed */
-            is_completed?: boolean;
-        };
-        /** TaskComplete */
-        TaskComplete: {
-            /**
-             * Is Completed
-             * @default true
-             */
-            is_completed?: boolean;
-        };
         /** TaskMove */
         TaskMove: {
             /**
@@ -628,6 +558,68 @@ export interface components {
              */
             if_match?: string | null;
         };
+        /**
+         * TaskCreate
+         * @example {
+         *       "title": "Buy milk"
+         *     }
+         * @example {
+         *       "description": "Receipts are in the blue folder.",
+         *       "due_at": "2026-12-01T17:00:00Z",
+         *       "priority": "high",
+         *       "tags": [
+         *         "home",
+         *         "paperwork"
+         *       ],
+         *       "title": "File the tax return"
+         *     }
+         */
+        TaskCreate: {
+            /** Title */
+            title: string;
+            /**
+             * Description
+             * @default null
+             */
+            description?: string | null;
+            /** @default medium */
+            priority?: components["schemas"]["Priority"];
+            /**
+             * Due At
+             * @default null
+             */
+            due_at?: string | null;
+            /** Tags */
+            tags?: string[];
+            /**
+             * Is Completed
+             * @default false
+             */
+            is_completed?: boolean;
+        };
+        /**
+         * TaskUpdate
+         * @description Every field optional; only the fields given are changed.
+         */
+        TaskUpdate: {
+            /** Title */
+            title?: string;
+            /**
+             * Description
+             * @default null
+             */
+            description?: string | null;
+            priority?: components["schemas"]["Priority"];
+            /**
+             * Due At
+             * @default null
+             */
+            due_at?: string | null;
+            /** Tags */
+            tags?: string[];
+            /** Is Completed */
+            is_completed?: boolean;
+        };
         /** UpdateOperation */
         UpdateOperation: {
             /**
@@ -656,6 +648,14 @@ export interface components {
              * @description 1 to 100 writes, applied in order in one transaction: all or nothing.
              */
             operations: (components["schemas"]["CreateOperation"] | components["schemas"]["UpdateOperation"] | components["schemas"]["CompleteOperation"] | components["schemas"]["MoveOperation"] | components["schemas"]["DeleteOperation"])[];
+        };
+        /** TaskComplete */
+        TaskComplete: {
+            /**
+             * Is Completed
+             * @default true
+             */
+            is_completed?: boolean;
         };
     };
     responses: never;

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    delete,
     func,
     select,
     text,
@@ -25,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from tasks_api.database import Query, Transaction
 from tasks_api.models.idempotency_key import KEY_RETENTION, IdempotencyKey
-from tasks_api.repositories.idempotency_repository import PURGE_BATCH
+from tasks_api.repositories.idempotency_repository import purge_expired_keys, store_key
 from tasks_api.repositories.task_repository import COLUMN_NAMES
 
 keys = IdempotencyKey.__table__
@@ -77,33 +76,8 @@ def _store() -> Query:
         request_hash=bindparam("request_hash", type_=LargeBinary),
         task=bindparam("result", type_=JSONB),
     )
-    stored = (
-        row.on_conflict_do_update(
-            index_elements=[keys.c.user_id, keys.c.key],
-            set_={
-                "request_hash": row.excluded.request_hash,
-                "task": row.excluded.task,
-                "created_at": func.now(),
-            },
-            where=_expired,
-        )
-        .returning(keys.c.key)
-        .cte("stored")
-    )
-    purge = (
-        delete(keys)
-        .where(
-            keys.c.user_id == _user,
-            keys.c.key.in_(
-                select(keys.c.key)
-                .where(keys.c.user_id == _user, keys.c.key != _key, _expired)
-                .limit(PURGE_BATCH)
-                .with_for_update(skip_locked=True)
-            ),
-        )
-        .returning(keys.c.key)
-        .cte("purged")
-    )
+    stored = store_key(row, _expired)
+    purge = purge_expired_keys(_user, _key, _expired)
     return Query(select(func.count()).select_from(stored).add_cte(purge))
 
 

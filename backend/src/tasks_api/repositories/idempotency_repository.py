@@ -7,8 +7,10 @@ from typing import Any
 
 from asyncpg import Record
 from sqlalchemy import (
+    CTE,
     BigInteger,
     Boolean,
+    ColumnElement,
     LargeBinary,
     Text,
     and_,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from tasks_api.database import Query, Transaction
@@ -40,6 +43,45 @@ def _typed(name: str) -> Any:
     # INSERT ... SELECT does not type its parameters from the target columns, as VALUES does.
     column_type = tasks.c[name].type
     return cast(bindparam(name, type_=column_type), column_type)
+
+
+def store_key(row: Insert, expired: ColumnElement[bool]) -> CTE:
+    """The key's row as a CTE returning the key when stored. An expired key of the same name
+    is taken over; a live one that committed after the statement's snapshot makes the upsert
+    store nothing (no row returned): the caller then rolls back."""
+    return (
+        row.on_conflict_do_update(
+            index_elements=[keys.c.user_id, keys.c.key],
+            set_={
+                "request_hash": row.excluded.request_hash,
+                "task": row.excluded.task,
+                "created_at": func.now(),
+            },
+            where=expired,
+        )
+        .returning(keys.c.key)
+        .cte("stored")
+    )
+
+
+def purge_expired_keys(user_id: Any, key: Any, expired: ColumnElement[bool]) -> CTE:
+    """A bounded batch of the user's expired keys, deleted. RLS shows only this user's keys,
+    so cleanup is per user. SKIP LOCKED: two writes of one user never wait on (or deadlock
+    over) each other's purge."""
+    return (
+        delete(keys)
+        .where(
+            keys.c.user_id == user_id,
+            keys.c.key.in_(
+                select(keys.c.key)
+                .where(keys.c.user_id == user_id, keys.c.key != key, expired)
+                .limit(PURGE_BATCH)
+                .with_for_update(skip_locked=True)
+            ),
+        )
+        .returning(keys.c.key)
+        .cte("purged")
+    )
 
 
 def _build() -> Query:
@@ -88,37 +130,8 @@ def _build() -> Query:
             func.to_jsonb(created.table_valued()),
         ),
     )
-    # An expired key of the same name is taken over. A live one that committed after this
-    # statement's snapshot makes the upsert store nothing: the caller then rolls back.
-    stored = (
-        row.on_conflict_do_update(
-            index_elements=[keys.c.user_id, keys.c.key],
-            set_={
-                "request_hash": row.excluded.request_hash,
-                "task": row.excluded.task,
-                "created_at": func.now(),
-            },
-            where=expired,
-        )
-        .returning(keys.c.key)
-        .cte("stored")
-    )
-    # RLS shows only this user's keys, so cleanup is per user. SKIP LOCKED: two creates of
-    # one user never wait on (or deadlock over) each other's purge.
-    purge = (
-        delete(keys)
-        .where(
-            keys.c.user_id == user_id,
-            keys.c.key.in_(
-                select(keys.c.key)
-                .where(keys.c.user_id == user_id, keys.c.key != key, expired)
-                .limit(PURGE_BATCH)
-                .with_for_update(skip_locked=True)
-            ),
-        )
-        .returning(keys.c.key)
-        .cte("purged")
-    )
+    stored = store_key(row, expired)
+    purge = purge_expired_keys(user_id, key, expired)
     statement = (
         select(
             lock.c.acquired,

@@ -3,21 +3,16 @@
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.errors import (
-    AppError,
     Conflict,
-    Forbidden,
     IdempotencyKeyReused,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
-    ServiceUnavailable,
-    Unauthorized,
     UnsupportedMediaType,
-    ValidationFailed,
 )
 from tasks_api.responses import success
 from tasks_api.routers._body import json_body
@@ -28,20 +23,14 @@ from tasks_api.routers._openapi import (
     request_headers,
     success_headers,
 )
-from tasks_api.routers.tasks import _idempotency_key
+from tasks_api.routers._shared import idempotency_key, user_router
 from tasks_api.schemas.batch import BatchRequest, BatchResult, batch_details
 from tasks_api.schemas.envelope import Envelope
 from tasks_api.schemas.organize import Cleared
 from tasks_api.schemas.task import TaskMove, TaskPublic
 from tasks_api.services import batch_service, task_service
 
-router = APIRouter(
-    prefix="/api/{user_id}",
-    tags=["tasks"],
-    responses=error_responses(
-        Unauthorized, Forbidden, ValidationFailed, ServiceUnavailable, AppError
-    ),
-)
+router = user_router("tasks")
 
 
 @router.post(
@@ -120,7 +109,7 @@ async def batch(
 
     Each operation follows the rules of its single request. When one fails, nothing is
     applied and the answer is that operation's error, naming it (`operations[N]...`)."""
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     versions = [
         accepted_versions(getattr(operation, "if_match", None), operation.id)
         if hasattr(operation, "id")

@@ -2,7 +2,7 @@ import logging
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
@@ -11,30 +11,19 @@ from starlette.types import Receive, Scope, Send
 from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.change_hub import Subscription
 from tasks_api.errors import (
-    AppError,
-    Forbidden,
-    ServiceUnavailable,
     SyncTokenExpired,
     TooManyRequests,
-    Unauthorized,
-    ValidationFailed,
 )
 from tasks_api.responses import success
 from tasks_api.routers._openapi import HEADERS, error_responses, request_headers
-from tasks_api.routers.tasks import _cursor_signer
+from tasks_api.routers._shared import cursor_signer, user_router
 from tasks_api.schemas.sync import ChangesEnvelope, ChangesQuery, EventsQuery
 from tasks_api.services import event_service, sync_service
 
 logger = logging.getLogger(__name__)
 _SHUTDOWN_GRACE_SECONDS = 2.0
 
-router = APIRouter(
-    prefix="/api/{user_id}",
-    tags=["sync"],
-    responses=error_responses(
-        Unauthorized, Forbidden, ValidationFailed, SyncTokenExpired, ServiceUnavailable, AppError
-    ),
-)
+router = user_router("sync", SyncTokenExpired)
 
 
 @router.get("/changes", response_model=ChangesEnvelope, name="list_changes")
@@ -43,7 +32,7 @@ async def list_changes(
 ) -> Response:
     """Every change since a sync token, deletions included, each task once, in order."""
     data, meta = await sync_service.changes(
-        request.app.state.database, _cursor_signer(request), user_id, query.since, query.limit
+        request.app.state.database, cursor_signer(request), user_id, query.since, query.limit
     )
     return success(request, data, meta=meta)
 
@@ -99,7 +88,7 @@ async def stream_events(
     context = event_service.StreamContext(
         database=state.database,
         hub=state.change_hub,
-        signer=_cursor_signer(request),
+        signer=cursor_signer(request),
         user_id=user_id,
         expires_at=request.state.token_expires_at,
         keepalive_seconds=settings.events_keepalive_seconds,

@@ -4,23 +4,17 @@ from urllib.parse import quote
 from uuid import UUID
 
 from asyncpg import Record
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from tasks_api.auth.dependencies import CurrentUserId
 from tasks_api.errors import (
-    AppError,
     Conflict,
-    Forbidden,
     IdempotencyKeyReused,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
-    ServiceUnavailable,
-    Unauthorized,
     UnsupportedMediaType,
-    ValidationFailed,
 )
-from tasks_api.models.idempotency_key import KEY_MAX
 from tasks_api.responses import success
 from tasks_api.routers._body import json_body
 from tasks_api.routers._conditional import accepted_versions, etag, none_match
@@ -30,36 +24,19 @@ from tasks_api.routers._openapi import (
     request_headers,
     success_headers,
 )
+from tasks_api.routers._shared import cursor_signer, idempotency_key, user_router
 from tasks_api.schemas.envelope import Envelope, ListEnvelope
 from tasks_api.schemas.task import TaskComplete, TaskCreate, TaskPublic, TaskStats, TaskUpdate
 from tasks_api.schemas.task_query import TaskListQuery
-from tasks_api.schemas.text import UNSTORABLE, is_storable
 from tasks_api.services import idempotency_service, task_service
-from tasks_api.services.cursor import CursorSigner
 
-router = APIRouter(
-    prefix="/api/{user_id}",
-    tags=["tasks"],
-    responses=error_responses(
-        Unauthorized, Forbidden, ValidationFailed, ServiceUnavailable, AppError
-    ),
-)
+router = user_router("tasks")
 
 _WRITE_ERRORS = error_responses(NotFound, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType)
 
 
 def _task(request: Request, task: Mapping[str, Any] | Record, status_code: int = 200) -> Response:
     return success(request, dict(task), status_code=status_code, headers={"ETag": etag(task)})
-
-
-def _cursor_signer(request: Request) -> CursorSigner:
-    # Built on first use (an app made only to export OpenAPI has no secret to sign with),
-    # then kept on the app; not a dependency, which FastAPI would resolve per request.
-    state = request.app.state
-    signer: CursorSigner | None = getattr(state, "cursor_signer", None)
-    if signer is None:
-        signer = state.cursor_signer = CursorSigner.from_settings(state.settings)
-    return signer
 
 
 @router.get("/tasks", response_model=ListEnvelope[TaskPublic], name="list_tasks")
@@ -70,18 +47,9 @@ async def list_tasks(
 ) -> Response:
     """List your tasks: filters, a sort, and pages that follow `meta.next_cursor`."""
     tasks, meta = await task_service.list_tasks(
-        request.app.state.database, user_id, query, _cursor_signer(request)
+        request.app.state.database, user_id, query, cursor_signer(request)
     )
     return success(request, tasks, meta=meta)
-
-
-def _idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 1 <= len(key) <= KEY_MAX:
-        raise ValidationFailed.field("Idempotency-Key", f"must be 1 to {KEY_MAX} characters")
-    if key is not None and not is_storable(key):  # the key is stored
-        raise ValidationFailed.field("Idempotency-Key", UNSTORABLE)
-    return key
 
 
 _CREATED = success_headers(
@@ -108,7 +76,7 @@ async def create_task(
     payload: Annotated[TaskCreate, Depends(json_body(TaskCreate))],
 ) -> Response:
     """Create a task; with an Idempotency-Key, retrying it never creates a second one."""
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     task, replayed = await idempotency_service.create(
         request.app.state.database, user_id, payload, key
     )
