@@ -107,6 +107,138 @@ FUNCTIONS = [
     END
     $$
     """,
+    # The library's integer part of key `k`, validated as the library validates a key.
+    r"""
+    CREATE FUNCTION tasks_key_integer(k text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        head int := ascii(k);
+        len int;
+    BEGIN
+        IF head BETWEEN ascii('a') AND ascii('z') THEN
+            len := head - ascii('a') + 2;
+        ELSIF head BETWEEN ascii('A') AND ascii('Z') THEN
+            len := ascii('Z') - head + 2;
+        END IF;
+        IF len IS NULL OR length(k) < len OR k = 'A' || repeat('0', 26)
+                OR (length(k) > len AND right(k, 1) = '0') THEN
+            RAISE EXCEPTION 'invalid order key: %', k;
+        END IF;
+        RETURN left(k, len);
+    END
+    $$
+    """,
+    # The library's midpoint(a, b) of two fractions (b NULL: the end), as a loop.
+    r"""
+    CREATE FUNCTION tasks_key_midpoint(a text, b text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        digits CONSTANT text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+        result text := '';
+        n int;
+        da int;
+        db int;
+    BEGIN
+        IF b IS NOT NULL AND a COLLATE "C" >= b COLLATE "C" THEN
+            RAISE EXCEPTION 'order keys out of order: % >= %', a, b;
+        END IF;
+        LOOP
+            IF b IS NOT NULL THEN
+                -- Drop the common prefix, `a` padded with zeros (b is never empty here).
+                n := 0;
+                WHILE n < length(b)
+                        AND coalesce(nullif(substr(a, n + 1, 1), ''), '0') = substr(b, n + 1, 1)
+                LOOP
+                    n := n + 1;
+                END LOOP;
+                result := result || left(b, n);
+                a := substr(a, n + 1);
+                b := substr(b, n + 1);
+            END IF;
+            da := CASE WHEN a = '' THEN 0 ELSE strpos(digits, left(a, 1)) - 1 END;
+            db := CASE WHEN b IS NULL THEN 62 ELSE strpos(digits, left(b, 1)) - 1 END;
+            IF db - da > 1 THEN
+                -- round_half_up((da + db) / 2)
+                RETURN result || substr(digits, (da + db + 1) / 2 + 1, 1);
+            END IF;
+            IF b IS NOT NULL AND length(b) > 1 THEN
+                RETURN result || left(b, 1);
+            END IF;
+            result := result || substr(digits, da + 1, 1);
+            a := substr(a, 2);
+            b := NULL;
+        END LOOP;
+    END
+    $$
+    """,
+    # fractional-indexing's generate_key_between(a, b): a move computes its key in the
+    # statement that writes it (tasks_move). Compared byte-wise (COLLATE "C"), as the
+    # library (and JavaScript) compare strings; tests compare it with the library.
+    r"""
+    CREATE FUNCTION tasks_key_between(a text, b text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        digits CONSTANT text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+        ia text;
+        ib text;
+        head text;
+        digs text;
+        d int;
+        inc text;
+    BEGIN
+        IF a IS NULL THEN
+            IF b IS NULL THEN
+                RETURN 'a0';
+            END IF;
+            ib := tasks_key_integer(b);
+            IF ib = 'A' || repeat('0', 26) THEN
+                RETURN ib || tasks_key_midpoint('', substr(b, 27));
+            END IF;
+            RETURN tasks_key_before(b);
+        END IF;
+        ia := tasks_key_integer(a);
+        IF b IS NOT NULL THEN
+            ib := tasks_key_integer(b);
+            IF a COLLATE "C" >= b COLLATE "C" THEN
+                RAISE EXCEPTION 'order keys out of order: % >= %', a, b;
+            END IF;
+            IF ia = ib THEN
+                RETURN ia || tasks_key_midpoint(substr(a, length(ia) + 1), substr(b, length(ib) + 1));
+            END IF;
+        END IF;
+        -- inc := the integer after ia (NULL past the last one)
+        head := left(ia, 1);
+        digs := substr(ia, 2);
+        FOR i IN REVERSE length(digs)..1 LOOP
+            d := strpos(digits, substr(digs, i, 1));  -- the next digit's 1-based place
+            IF d < 62 THEN
+                inc := head || overlay(digs PLACING substr(digits, d + 1, 1) FROM i FOR 1);
+                EXIT;
+            END IF;
+            digs := overlay(digs PLACING '0' FROM i FOR 1);
+        END LOOP;
+        IF inc IS NULL THEN
+            IF head = 'Z' THEN
+                inc := 'a0';
+            ELSIF head <> 'z' THEN
+                head := chr(ascii(head) + 1);
+                inc := CASE WHEN ascii(head) > ascii('a') THEN head || digs || '0'
+                            ELSE head || left(digs, length(digs) - 1) END;
+            END IF;
+        END IF;
+        IF b IS NULL THEN
+            RETURN coalesce(inc, ia || tasks_key_midpoint(substr(a, length(ia) + 1), NULL));
+        END IF;
+        IF inc IS NULL THEN
+            RAISE EXCEPTION 'no order key after %', a;
+        END IF;
+        IF inc COLLATE "C" < b COLLATE "C" THEN
+            RETURN inc;
+        END IF;
+        RETURN ia || tasks_key_midpoint(substr(a, length(ia) + 1), NULL);
+    END
+    $$
+    """,
     # The i-th (0-based) key of the 'd' range: 'd' and four base-62 digits, 14.7 million
     # keys above every key the API had handed out when the backfill ran.
     r"""
@@ -370,6 +502,9 @@ def downgrade() -> None:
         "tasks_lock_user()",
         "task_sync_lock(text)",
         "tasks_backfill_key(bigint)",
+        "tasks_key_between(text, text)",
+        "tasks_key_midpoint(text, text)",
+        "tasks_key_integer(text)",
         "tasks_key_before(text)",
     ):
         op.execute(f"DROP FUNCTION IF EXISTS {function}")
