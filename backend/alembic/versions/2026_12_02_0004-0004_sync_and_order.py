@@ -203,7 +203,8 @@ FUNCTIONS = [
                 RAISE EXCEPTION 'order keys out of order: % >= %', a, b;
             END IF;
             IF ia = ib THEN
-                RETURN ia || tasks_key_midpoint(substr(a, length(ia) + 1), substr(b, length(ib) + 1));
+                RETURN ia || tasks_key_midpoint(
+                    substr(a, length(ia) + 1), substr(b, length(ib) + 1));
             END IF;
         END IF;
         -- inc := the integer after ia (NULL past the last one)
@@ -261,6 +262,65 @@ FUNCTIONS = [
     BEGIN
         INSERT INTO task_sync (user_id) VALUES (u)
         ON CONFLICT (user_id) DO UPDATE SET seq = task_sync.seq WHERE false;
+    END
+    $$
+    """,
+    # A move in one statement (specs/ordering.md): the user's lock first, then the reads.
+    # VOLATILE: each query below takes a new snapshot, so it sees every write committed
+    # before the lock was granted, and no other write of the user can come in between: the
+    # neighbours read are the neighbours when the key is written, and two moves into one
+    # gap never compute the same key. `outcome`: 'after' (no task of the user), 'missing',
+    # 'stale' (If-Match), 'placed' (already there: `task` as it is), 'moved' (`task` as
+    # written), 'rebalance' (the key would be longer than `longest`: nothing written, the
+    # caller rebalances, still under the lock).
+    r"""
+    CREATE FUNCTION tasks_move(
+        u text, moving uuid, anchor uuid, versions integer[], longest integer,
+        OUT outcome text, OUT task tasks)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        before_key text;
+        next_key text;
+        new_key text;
+    BEGIN
+        PERFORM task_sync_lock(u);
+        IF anchor IS NOT NULL THEN
+            SELECT t.position INTO before_key FROM tasks AS t
+                WHERE t.user_id = u AND t.id = anchor;
+            IF NOT FOUND THEN
+                outcome := 'after';
+                RETURN;
+            END IF;
+        END IF;
+        SELECT * INTO task FROM tasks AS t WHERE t.user_id = u AND t.id = moving;
+        IF NOT FOUND THEN
+            task := NULL;
+            outcome := 'missing';
+            RETURN;
+        END IF;
+        IF versions IS NOT NULL AND NOT task.version = ANY (versions) THEN
+            task := NULL;
+            outcome := 'stale';
+            RETURN;
+        END IF;
+        -- The first key after the anchor (after nothing: the first), the task left out.
+        SELECT min(t.position) INTO next_key FROM tasks AS t
+            WHERE t.user_id = u AND t.id <> moving
+            AND (before_key IS NULL OR t.position > before_key COLLATE "C");
+        IF (before_key IS NULL OR before_key COLLATE "C" < task.position COLLATE "C")
+                AND (next_key IS NULL OR task.position COLLATE "C" < next_key COLLATE "C") THEN
+            outcome := 'placed';
+            RETURN;
+        END IF;
+        new_key := tasks_key_between(before_key, next_key);
+        IF length(new_key) > longest THEN
+            outcome := 'rebalance';
+            RETURN;
+        END IF;
+        UPDATE tasks AS t SET position = new_key, version = t.version + 1, updated_at = now()
+            WHERE t.user_id = u AND t.id = moving
+            RETURNING t.* INTO task;
+        outcome := 'moved';
     END
     $$
     """,
@@ -502,6 +562,7 @@ def downgrade() -> None:
         "tasks_lock_user()",
         "task_sync_lock(text)",
         "tasks_backfill_key(bigint)",
+        "tasks_move(text, uuid, uuid, integer[], integer)",
         "tasks_key_between(text, text)",
         "tasks_key_midpoint(text, text)",
         "tasks_key_integer(text)",
