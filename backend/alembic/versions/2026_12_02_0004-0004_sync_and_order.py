@@ -304,9 +304,15 @@ FUNCTIONS = [
             RETURN;
         END IF;
         -- The first key after the anchor (after nothing: the first), the task left out.
-        SELECT min(t.position) INTO next_key FROM tasks AS t
-            WHERE t.user_id = u AND t.id <> moving
-            AND (before_key IS NULL OR t.position > before_key COLLATE "C");
+        -- Two queries, not one with `before_key IS NULL OR ...`: each keeps a generic plan
+        -- whose key bound is an index condition (one probe of uq_tasks_user_position).
+        IF before_key IS NULL THEN
+            SELECT min(t.position) INTO next_key FROM tasks AS t
+                WHERE t.user_id = u AND t.id <> moving;
+        ELSE
+            SELECT min(t.position) INTO next_key FROM tasks AS t
+                WHERE t.user_id = u AND t.id <> moving AND t.position > before_key COLLATE "C";
+        END IF;
         IF (before_key IS NULL OR before_key COLLATE "C" < task.position COLLATE "C")
                 AND (next_key IS NULL OR task.position COLLATE "C" < next_key COLLATE "C") THEN
             outcome := 'placed';
