@@ -107,6 +107,139 @@ FUNCTIONS = [
     END
     $$
     """,
+    # The library's integer part of key `k`, validated as the library validates a key.
+    r"""
+    CREATE FUNCTION tasks_key_integer(k text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        head int := ascii(k);
+        len int;
+    BEGIN
+        IF head BETWEEN ascii('a') AND ascii('z') THEN
+            len := head - ascii('a') + 2;
+        ELSIF head BETWEEN ascii('A') AND ascii('Z') THEN
+            len := ascii('Z') - head + 2;
+        END IF;
+        IF len IS NULL OR length(k) < len OR k = 'A' || repeat('0', 26)
+                OR (length(k) > len AND right(k, 1) = '0') THEN
+            RAISE EXCEPTION 'invalid order key: %', k;
+        END IF;
+        RETURN left(k, len);
+    END
+    $$
+    """,
+    # The library's midpoint(a, b) of two fractions (b NULL: the end), as a loop.
+    r"""
+    CREATE FUNCTION tasks_key_midpoint(a text, b text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        digits CONSTANT text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+        result text := '';
+        n int;
+        da int;
+        db int;
+    BEGIN
+        IF b IS NOT NULL AND a COLLATE "C" >= b COLLATE "C" THEN
+            RAISE EXCEPTION 'order keys out of order: % >= %', a, b;
+        END IF;
+        LOOP
+            IF b IS NOT NULL THEN
+                -- Drop the common prefix, `a` padded with zeros (b is never empty here).
+                n := 0;
+                WHILE n < length(b)
+                        AND coalesce(nullif(substr(a, n + 1, 1), ''), '0') = substr(b, n + 1, 1)
+                LOOP
+                    n := n + 1;
+                END LOOP;
+                result := result || left(b, n);
+                a := substr(a, n + 1);
+                b := substr(b, n + 1);
+            END IF;
+            da := CASE WHEN a = '' THEN 0 ELSE strpos(digits, left(a, 1)) - 1 END;
+            db := CASE WHEN b IS NULL THEN 62 ELSE strpos(digits, left(b, 1)) - 1 END;
+            IF db - da > 1 THEN
+                -- round_half_up((da + db) / 2)
+                RETURN result || substr(digits, (da + db + 1) / 2 + 1, 1);
+            END IF;
+            IF b IS NOT NULL AND length(b) > 1 THEN
+                RETURN result || left(b, 1);
+            END IF;
+            result := result || substr(digits, da + 1, 1);
+            a := substr(a, 2);
+            b := NULL;
+        END LOOP;
+    END
+    $$
+    """,
+    # fractional-indexing's generate_key_between(a, b): a move computes its key in the
+    # statement that writes it (tasks_move). Compared byte-wise (COLLATE "C"), as the
+    # library (and JavaScript) compare strings; tests compare it with the library.
+    r"""
+    CREATE FUNCTION tasks_key_between(a text, b text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+    DECLARE
+        digits CONSTANT text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+        ia text;
+        ib text;
+        head text;
+        digs text;
+        d int;
+        inc text;
+    BEGIN
+        IF a IS NULL THEN
+            IF b IS NULL THEN
+                RETURN 'a0';
+            END IF;
+            ib := tasks_key_integer(b);
+            IF ib = 'A' || repeat('0', 26) THEN
+                RETURN ib || tasks_key_midpoint('', substr(b, 27));
+            END IF;
+            RETURN tasks_key_before(b);
+        END IF;
+        ia := tasks_key_integer(a);
+        IF b IS NOT NULL THEN
+            ib := tasks_key_integer(b);
+            IF a COLLATE "C" >= b COLLATE "C" THEN
+                RAISE EXCEPTION 'order keys out of order: % >= %', a, b;
+            END IF;
+            IF ia = ib THEN
+                RETURN ia || tasks_key_midpoint(
+                    substr(a, length(ia) + 1), substr(b, length(ib) + 1));
+            END IF;
+        END IF;
+        -- inc := the integer after ia (NULL past the last one)
+        head := left(ia, 1);
+        digs := substr(ia, 2);
+        FOR i IN REVERSE length(digs)..1 LOOP
+            d := strpos(digits, substr(digs, i, 1));  -- the next digit's 1-based place
+            IF d < 62 THEN
+                inc := head || overlay(digs PLACING substr(digits, d + 1, 1) FROM i FOR 1);
+                EXIT;
+            END IF;
+            digs := overlay(digs PLACING '0' FROM i FOR 1);
+        END LOOP;
+        IF inc IS NULL THEN
+            IF head = 'Z' THEN
+                inc := 'a0';
+            ELSIF head <> 'z' THEN
+                head := chr(ascii(head) + 1);
+                inc := CASE WHEN ascii(head) > ascii('a') THEN head || digs || '0'
+                            ELSE head || left(digs, length(digs) - 1) END;
+            END IF;
+        END IF;
+        IF b IS NULL THEN
+            RETURN coalesce(inc, ia || tasks_key_midpoint(substr(a, length(ia) + 1), NULL));
+        END IF;
+        IF inc IS NULL THEN
+            RAISE EXCEPTION 'no order key after %', a;
+        END IF;
+        IF inc COLLATE "C" < b COLLATE "C" THEN
+            RETURN inc;
+        END IF;
+        RETURN ia || tasks_key_midpoint(substr(a, length(ia) + 1), NULL);
+    END
+    $$
+    """,
     # The i-th (0-based) key of the 'd' range: 'd' and four base-62 digits, 14.7 million
     # keys above every key the API had handed out when the backfill ran.
     r"""
@@ -129,6 +262,71 @@ FUNCTIONS = [
     BEGIN
         INSERT INTO task_sync (user_id) VALUES (u)
         ON CONFLICT (user_id) DO UPDATE SET seq = task_sync.seq WHERE false;
+    END
+    $$
+    """,
+    # A move in one statement (specs/ordering.md): the user's lock first, then the reads.
+    # VOLATILE: each query below takes a new snapshot, so it sees every write committed
+    # before the lock was granted, and no other write of the user can come in between: the
+    # neighbours read are the neighbours when the key is written, and two moves into one
+    # gap never compute the same key. `outcome`: 'after' (no task of the user), 'missing',
+    # 'stale' (If-Match), 'placed' (already there: `task` as it is), 'moved' (`task` as
+    # written), 'rebalance' (the key would be longer than `longest`: nothing written, the
+    # caller rebalances, still under the lock).
+    r"""
+    CREATE FUNCTION tasks_move(
+        u text, moving uuid, anchor uuid, versions integer[], longest integer,
+        OUT outcome text, OUT task tasks)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        before_key text;
+        next_key text;
+        new_key text;
+    BEGIN
+        PERFORM task_sync_lock(u);
+        IF anchor IS NOT NULL THEN
+            SELECT t.position INTO before_key FROM tasks AS t
+                WHERE t.user_id = u AND t.id = anchor;
+            IF NOT FOUND THEN
+                outcome := 'after';
+                RETURN;
+            END IF;
+        END IF;
+        SELECT * INTO task FROM tasks AS t WHERE t.user_id = u AND t.id = moving;
+        IF NOT FOUND THEN
+            task := NULL;
+            outcome := 'missing';
+            RETURN;
+        END IF;
+        IF versions IS NOT NULL AND NOT task.version = ANY (versions) THEN
+            task := NULL;
+            outcome := 'stale';
+            RETURN;
+        END IF;
+        -- The first key after the anchor (after nothing: the first), the task left out.
+        -- Two queries, not one with `before_key IS NULL OR ...`: each keeps a generic plan
+        -- whose key bound is an index condition (one probe of uq_tasks_user_position).
+        IF before_key IS NULL THEN
+            SELECT min(t.position) INTO next_key FROM tasks AS t
+                WHERE t.user_id = u AND t.id <> moving;
+        ELSE
+            SELECT min(t.position) INTO next_key FROM tasks AS t
+                WHERE t.user_id = u AND t.id <> moving AND t.position > before_key COLLATE "C";
+        END IF;
+        IF (before_key IS NULL OR before_key COLLATE "C" < task.position COLLATE "C")
+                AND (next_key IS NULL OR task.position COLLATE "C" < next_key COLLATE "C") THEN
+            outcome := 'placed';
+            RETURN;
+        END IF;
+        new_key := tasks_key_between(before_key, next_key);
+        IF length(new_key) > longest THEN
+            outcome := 'rebalance';
+            RETURN;
+        END IF;
+        UPDATE tasks AS t SET position = new_key, version = t.version + 1, updated_at = now()
+            WHERE t.user_id = u AND t.id = moving
+            RETURNING t.* INTO task;
+        outcome := 'moved';
     END
     $$
     """,
@@ -370,6 +568,10 @@ def downgrade() -> None:
         "tasks_lock_user()",
         "task_sync_lock(text)",
         "tasks_backfill_key(bigint)",
+        "tasks_move(text, uuid, uuid, integer[], integer)",
+        "tasks_key_between(text, text)",
+        "tasks_key_midpoint(text, text)",
+        "tasks_key_integer(text)",
         "tasks_key_before(text)",
     ):
         op.execute(f"DROP FUNCTION IF EXISTS {function}")

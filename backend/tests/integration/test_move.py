@@ -237,6 +237,47 @@ class TestMoveRaces:
         }
         assert await manual_order(client, alice) == [b, c, a]
 
+    async def test_a_move_waiting_for_the_lock_reads_the_order_it_got(
+        self,
+        client: httpx.AsyncClient,
+        alice: User,
+        db: asyncpg.Connection,
+        database_url: str,
+        create_task: CreateTask,
+    ) -> None:
+        # The anchor moves (to the end) in a transaction that holds the user's lock; a move
+        # "after the anchor" sent meanwhile must wait, then go after the anchor's new place.
+        # A move that read the order before the lock was granted (one statement, one
+        # snapshot) puts the task after the anchor's old place: [c, b, d, a].
+        a, b, c, d = await make(create_task, alice, 4)
+        watcher = await asyncpg.connect(database_url)
+        try:
+            transaction = db.transaction()
+            await transaction.start()
+            await db.execute(
+                "SELECT set_config('role', 'tasks_app', true), set_config('app.user_id', $1, true)",
+                alice.id,
+            )
+            last = await db.fetchval("SELECT max(position) FROM tasks")
+            await db.execute(
+                "UPDATE tasks SET position = tasks_key_between($1, NULL) WHERE id = $2", last, a
+            )
+            request = asyncio.create_task(move(client, alice, c, a))
+            for _ in range(500):
+                waiting = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+                )
+                if waiting or request.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert waiting == 1, "the move should be waiting for the user's lock"
+            await transaction.commit()
+            response = await asyncio.wait_for(request, timeout=10)
+        finally:
+            await watcher.close()
+        assert response.status_code == 200, response.text
+        assert await manual_order(client, alice) == [b, d, a, c]
+
 
 class TestManualOrderList:
     async def test_desc_is_the_reverse(

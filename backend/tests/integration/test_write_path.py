@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fractional_indexing import generate_key_between
+from fractional_indexing import FIError, generate_key_between
 
 from tests.support.auth import User
 
@@ -76,6 +76,57 @@ class TestKeyBefore:
         for row in rows:
             assert row["before"] == generate_key_between(None, row["k"]), row["k"]
         assert await db.fetchval("SELECT tasks_key_before(NULL)") == "a0"
+
+
+class TestKeyBetween:
+    async def test_matches_the_library(self, db: asyncpg.Connection) -> None:
+        rng = random.Random(13)
+        keys = ["a0", "a1", "az", "b00", "b0z", "bz0V", "Zz", "Z0", "Y00", "Yzz", "a0V", "Zz5"]
+        keys += ["azz", "b0zz", "zzzzzzzzzzzzzzzzzzzzzzzzzzz", "A00000000000000000000000001"]
+        # Keys as the library makes them: walks both ways, into one gap (long fractions,
+        # past 64 characters), and random midpoints between any two.
+        low = high = "a0"
+        for _ in range(200):
+            low, high = generate_key_between(None, low), generate_key_between(high, None)
+            keys += [low, high]
+        gap_low, gap_high = "a0", "a1"
+        for n in range(500):
+            if n % 2:
+                gap_low = generate_key_between(gap_low, gap_high)
+                keys.append(gap_low)
+            else:
+                gap_high = generate_key_between(gap_low, gap_high)
+                keys.append(gap_high)
+        assert max(len(key) for key in keys) > 64
+        for _ in range(1000):
+            a, b = sorted(rng.sample(keys, 2))
+            if a != b:
+                keys.append(generate_key_between(a, b))
+        pairs: list[tuple[str | None, str | None]] = [(None, None)]
+        pairs += [(None, key) for key in keys] + [(key, None) for key in keys]
+        ordered = sorted(set(keys))  # code point order: the library's and COLLATE "C"
+        pairs += list(itertools.pairwise(ordered))  # neighbours, many in different integers
+        for _ in range(3000):
+            a, b = sorted(rng.sample(ordered, 2))
+            pairs.append((a, b))
+        rows = await db.fetch(
+            "SELECT tasks_key_between(a, b) FROM unnest($1::text[], $2::text[]) AS p(a, b)",
+            [a for a, _ in pairs],
+            [b for _, b in pairs],
+        )
+        for (a, b), row in zip(pairs, rows, strict=True):
+            assert row[0] == generate_key_between(a, b), (a, b)
+
+    @pytest.mark.parametrize(
+        ("a", "b"), [("a1", "a0"), ("a1", "a1"), ("a", None), ("a10", None), ("+0", None)]
+    )
+    async def test_refuses_what_the_library_refuses(
+        self, db: asyncpg.Connection, a: str, b: str | None
+    ) -> None:
+        with pytest.raises(FIError):
+            generate_key_between(a, b)
+        with pytest.raises(asyncpg.RaiseError):
+            await db.fetchval("SELECT tasks_key_between($1, $2)", a, b)
 
 
 class TestPositions:

@@ -1,54 +1,41 @@
-"""Queries of the manual order: a move's neighbours, a rebalance of a user's positions.
+"""Queries of the manual order: a move (one statement), a rebalance of a user's positions.
 
-Both run under the user's write lock (database.begin_script(lock_user=True)): the
-positions they read cannot change before the transaction writes.
+The move is the database function tasks_move (migration 0004), which takes the user's write
+lock before it reads the neighbours; a rebalance follows it in the same transaction, so
+the positions it reads cannot change before the transaction writes.
 """
 
-from typing import Any
+from collections.abc import Collection
 from uuid import UUID
 
 from asyncpg import Record
-from sqlalchemy import (
-    ARRAY,
-    Text,
-    Uuid,
-    and_,
-    bindparam,
-    func,
-    literal_column,
-    select,
-    update,
-)
+from sqlalchemy import ARRAY, Integer, Text, Uuid, bindparam, func, literal_column, select, update
 
 from tasks_api.database import Query, Transaction
-from tasks_api.repositories.task_repository import COLUMNS, tasks
+from tasks_api.repositories.task_repository import COLUMN_NAMES, COLUMNS, tasks
 
 c = tasks.c
 _user = c.user_id == bindparam("user_id")
-_others = (_user, c.id != bindparam("task_id"))
-# The key the task goes after: NULL when `after` names no task of the user.
-_anchor = select(c.position).where(_user, c.id == bindparam("after", type_=Uuid)).scalar_subquery()
 
 
-def _neighbours(following: Any) -> Query:
-    """The task itself (all NULL when missing), the anchor's key and the key that follows.
+def _move() -> Query:
+    """tasks_move's outcome and its task's columns, those of task_repository's statements."""
+    moved = (
+        func.tasks_move(
+            bindparam("user_id", type_=Text),
+            bindparam("task_id", type_=Uuid),
+            bindparam("after", type_=Uuid),
+            bindparam("versions", type_=ARRAY(Integer)),
+            bindparam("longest", type_=Integer),
+        )
+        .table_valued("outcome", "task")
+        .render_derived(name="m")
+    )
+    fields = (literal_column(f"(m.task).{name}").label(name) for name in COLUMN_NAMES)
+    return Query(select(moved.c.outcome, *fields).select_from(moved))
 
-    One round trip; each key is one probe of uq_tasks_user_position (min() on the index).
-    The task is joined to a one-row relation so that a missing task still reports the
-    anchor: `after` naming no task is a 400 even when the task is missing too.
-    """
-    one = select(literal_column("1").label("one")).subquery("one")
-    following = following.correlate(None).scalar_subquery()
-    anchor = _anchor.correlate(None)
-    statement = select(
-        anchor.label("after_position"), following.label("next_position"), *COLUMNS
-    ).select_from(one.outerjoin(tasks, and_(_user, c.id == bindparam("task_id"))))
-    return Query(statement)
 
-
-# First: before the first of the other tasks. After X: before the first task beyond X.
-_FIRST = _neighbours(select(func.min(c.position)).where(*_others))
-_AFTER = _neighbours(select(func.min(c.position)).where(*_others, c.position > _anchor))
+_MOVE = _move()
 
 _ORDER = Query(select(c.id, c.position).where(_user).order_by(c.position))
 
@@ -72,11 +59,25 @@ def _rebalance() -> Query:
 _REBALANCE = _rebalance()
 
 
-async def neighbours(
-    session: Transaction, user_id: str, task_id: UUID, after: UUID | None
+async def move(
+    session: Transaction,
+    user_id: str,
+    task_id: UUID,
+    after: UUID | None,
+    *,
+    versions: Collection[int] | None,
+    longest: int,
 ) -> Record:
-    query = _FIRST if after is None else _AFTER
-    row = await session.fetchrow(query, user_id=user_id, task_id=task_id, after=after)
+    """tasks_move: `outcome` ('after', 'missing', 'stale', 'placed', 'moved', 'rebalance')
+    and the task's columns (NULL unless placed, moved or to rebalance)."""
+    row = await session.fetchrow(
+        _MOVE,
+        user_id=user_id,
+        task_id=task_id,
+        after=after,
+        versions=None if versions is None else list(versions),
+        longest=longest,
+    )
     assert row is not None
     return row
 

@@ -64,9 +64,7 @@ async def run(
 ) -> BatchDone:
     operations = batch.operations
     if key is None:
-        # A move reads its neighbours before it writes: the user's lock comes with BEGIN.
-        moves = any(isinstance(operation, MoveOperation) for operation in operations)
-        async with database.transaction(user_id, lock_user=moves) as tx:
+        async with database.transaction(user_id) as tx:
             return BatchDone(await _apply_all(tx, user_id, operations, versions), False)
     body_hash = request_hash(batch)
     key = stored_key(key)

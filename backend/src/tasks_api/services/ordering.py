@@ -1,5 +1,6 @@
 """Keys of the manual order: fractional indexing (the `fractional-indexing` package, whose
-keys are those of the npm package of the same name), kept short by rebalancing.
+keys are those of the npm package of the same name), kept short by rebalancing. A move's
+key is computed in the database (tasks_key_between, migration 0004, tested against it).
 
 Measurements and the reasons for the thresholds are in specs/ordering.md.
 """
@@ -7,22 +8,12 @@ Measurements and the reasons for the thresholds are in specs/ordering.md.
 from collections.abc import Sequence
 from uuid import UUID
 
-from fractional_indexing import generate_key_between, generate_n_keys_between
+from fractional_indexing import generate_n_keys_between
 
 # A move whose new key would be longer than this rewrites all of the user's keys instead.
 # Far below the contract's 128 (models.task.POSITION_MAX): a rebalance happens only after
 # hundreds of moves into one gap, and a key never comes near the limit.
 REBALANCE_AT = 64
-
-
-def already_placed(current: str, before: str | None, following: str | None) -> bool:
-    """The task is already between its new neighbours: a move there changes nothing."""
-    return (before is None or before < current) and (following is None or current < following)
-
-
-def key_between(before: str | None, following: str | None) -> str:
-    """The key between the two neighbours (None: the start or the end of the order)."""
-    return generate_key_between(before, following)
 
 
 def rebalanced(

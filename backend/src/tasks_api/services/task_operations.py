@@ -124,32 +124,28 @@ async def move(
     *,
     versions: Collection[int] | None,
 ) -> Mapping[str, Any]:
-    """Put the task right after `after` (first when None). The transaction must hold the
-    user's write lock from its start (`lock_user`): the neighbours read here are then
-    still the neighbours when the new key is written, so two moves into one gap never
-    compute the same key.
+    """Put the task right after `after` (first when None).
 
-    Idempotent: a task already in place keeps its key and its version.
+    One statement (order_repository.move): the user's write lock, then the neighbours, the
+    checks and the new key, all in the database; the neighbours read are still the
+    neighbours when the key is written, so two moves into one gap never compute the same
+    key (specs/ordering.md). Idempotent: a task already in place keeps its key and version.
     """
     if after == task_id:
         raise ValidationFailed.field("after", NOT_ITSELF)
-    row = await order_repository.neighbours(tx, user_id, task_id, after)
-    if after is not None and row["after_position"] is None:
+    row = await order_repository.move(
+        tx, user_id, task_id, after, versions=versions, longest=ordering.REBALANCE_AT
+    )
+    outcome = row["outcome"]
+    if outcome == "after":
         raise ValidationFailed.field("after", NOT_YOURS)
-    if row["id"] is None:
+    if outcome == "missing":
         raise NotFound
-    if versions is not None and row["version"] not in versions:
+    if outcome == "stale":
         raise PreconditionFailed
-    before, following = row["after_position"], row["next_position"]
-    if ordering.already_placed(row["position"], before, following):
+    if outcome != "rebalance":  # 'placed' or 'moved'
         return {name: row[name] for name in task_repository.COLUMN_NAMES}
-    key = ordering.key_between(before, following)
-    if len(key) <= ordering.REBALANCE_AT:
-        task = await task_repository.update_one(
-            tx, user_id, task_id, {"position": key}, versions=None
-        )
-        assert task is not None  # the lock keeps the task and its version as read
-        return task
+    # The key would be too long: every key of the user anew, under the lock tasks_move took.
     order = [(r["id"], r["position"]) for r in await order_repository.order(tx, user_id)]
     keys = ordering.rebalanced(order, task_id, after)
     return await order_repository.rebalance(tx, user_id, task_id, keys)

@@ -99,8 +99,8 @@ async def move(
     *,
     versions: Collection[int] | None,
 ) -> Mapping[str, Any]:
-    # The user's lock comes with BEGIN: the move reads its neighbours before it writes.
-    async with database.transaction(user_id, lock_user=True) as tx:
+    # No lock with BEGIN: the move's one statement takes the user's lock before it reads.
+    async with database.transaction(user_id) as tx:
         return await task_operations.move(tx, user_id, task_id, after, versions=versions)
 
 
