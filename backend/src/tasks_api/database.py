@@ -63,9 +63,7 @@ def _literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def begin_script(
-    user_id: str, statement_timeout_ms: str, retention_days: str = "30", *, lock_user: bool = False
-) -> str:
+def begin_script(user_id: str, statement_timeout_ms: str, retention_days: str = "30") -> str:
     """BEGIN and the switch to APP_ROLE for `user_id`, as one simple-protocol round trip.
 
     Every setting is local to the transaction (is_local), as PostgREST does it: nothing
@@ -73,22 +71,14 @@ def begin_script(
     the connection starts clean. The user id is a verified token's claim, sent as a
     quoted literal because the simple protocol, the only one that takes two statements
     in one message, has no parameters.
-
-    With `lock_user`, the user's write lock (migration 0004) is taken too, in a statement of
-    its own: each statement of the message has its own snapshot, so the transaction's next
-    statement sees every write committed before the lock was granted. For writes that read
-    before they write (a move reads its neighbours); other writes take it in their trigger.
     """
-    script = (
+    return (
         f"BEGIN; SELECT set_config('role', '{APP_ROLE}', true), "
         f"set_config('{USER_SETTING}', {_literal(user_id)}, true), "
         f"set_config('statement_timeout', '{int(statement_timeout_ms)}', true), "
         # Read by the write triggers when they purge expired tombstones (migration 0004).
         f"set_config('app.sync_retention_days', '{int(retention_days)}', true)"
     )
-    if lock_user:
-        script += f"; SELECT task_sync_lock({_literal(user_id)})"
-    return script
 
 
 # Backoff between connect attempts: 0.1 s doubling to 1 s, with jitter so that a fleet of
@@ -201,9 +191,8 @@ class Database:
         self._slot_timeout = settings.db_pool_timeout
         self.waiting = 0  # requests in that line now (/metrics)
 
-    def transaction(self, user_id: str, *, lock_user: bool = False) -> "Transaction":
-        """`lock_user`: hold the user's write lock from the start (see begin_script)."""
-        return Transaction(self, user_id, lock_user=lock_user)
+    def transaction(self, user_id: str) -> "Transaction":
+        return Transaction(self, user_id)
 
     async def _take_slot(self) -> None:
         """Wait in line for a connection; after DB_POOL_TIMEOUT, TimeoutError (a 503)."""
@@ -250,12 +239,11 @@ class Transaction:
     COMMIT.
     """
 
-    __slots__ = ("_connection", "_database", "_entry", "_lock_user", "_user_id")
+    __slots__ = ("_connection", "_database", "_entry", "_user_id")
 
-    def __init__(self, database: Database, user_id: str, *, lock_user: bool = False) -> None:
+    def __init__(self, database: Database, user_id: str) -> None:
         self._database = database
         self._user_id = user_id
-        self._lock_user = lock_user
         self._entry: PoolProxiedConnection | None = None
         self._connection: asyncpg.Connection | None = None
 
@@ -298,7 +286,6 @@ class Transaction:
                     self._user_id,
                     database.statement_timeout,
                     database.retention_days,
-                    lock_user=self._lock_user,
                 )
             )
         except BaseException:
