@@ -208,7 +208,11 @@ def insert_sql(tasks: int, seed: int) -> str:
 
 
 def user_entry(
-    user_id: str, token: str, tasks: list[tuple[str, bool, int]], rng: random.Random
+    user_id: str,
+    token: str,
+    tasks: list[tuple[str, bool, int]],
+    rng: random.Random,
+    users: int = 100,
 ) -> dict[str, Any]:
     """Split one user's sampled tasks, (id, is_completed, version), into the harness's sets.
 
@@ -218,8 +222,9 @@ def user_entry(
     open_tasks = [t for t in tasks if not t[1]]
     completed = [t[0] for t in tasks if t[1]]
     rng.shuffle(open_tasks)
-    n_update = min(SAMPLE_UPDATE, len(open_tasks) // 4)
-    n_ifmatch = min(SAMPLE_IFMATCH, max(1, len(open_tasks) // 8))
+    # With few users, more tasks each: 64 connections need ~1,000 If-Match slots in all.
+    n_update = min(max(SAMPLE_UPDATE, 2500 // users), len(open_tasks) // 4)
+    n_ifmatch = min(max(SAMPLE_IFMATCH, 1000 // users), max(1, len(open_tasks) // 8))
     update = open_tasks[:n_update]
     ifmatch = open_tasks[n_update : n_update + n_ifmatch]
     rest = open_tasks[n_update + n_ifmatch :]
@@ -400,7 +405,8 @@ async def seed(args: argparse.Namespace) -> int:
         sampled[row["user_id"]].append((row["id"], row["is_completed"], row["version"]))
     pick = random.Random(args.seed + 1)
     users_out = [
-        user_entry(u, mint(u, args.secret, args.exp_days), sampled[u], pick) for u in users
+        user_entry(u, mint(u, args.secret, args.exp_days), sampled[u], pick, len(users))
+        for u in users
     ]
     meta = {
         "generated_at": datetime.now(UTC).isoformat(),
