@@ -268,3 +268,13 @@ class TestOverdue:
         assert days[today - timedelta(days=1)] == 1  # the completed one is not counted
         assert days[today - timedelta(days=3)] == 1
         await assert_exact(client, db, alice)
+
+    async def test_stats_is_one_statement(
+        self, client: httpx.AsyncClient, alice: User, create_task: Any, sent_sql: list[str]
+    ) -> None:
+        await create_task(alice, due_at="2020-01-01T00:00:00Z")
+        sent_sql.clear()
+        response = await client.get(f"/api/{alice.id}/stats", headers=alice.headers)
+        assert response.json()["data"]["overdue"] == 1
+        # BEGIN with the role switch, the one statement, COMMIT.
+        assert len(sent_sql) == 3, sent_sql
