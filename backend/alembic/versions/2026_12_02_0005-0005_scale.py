@@ -52,7 +52,9 @@ def _move_counts(rows: str) -> str:
     return f"""
         INSERT INTO task_tag_counts AS c (user_id, tag, open, done)
             SELECT user_id, tag, sum({_OPEN}), sum({_DONE})
-            FROM ({rows}) AS d, unnest(d.tags) AS tag
+            FROM ({rows}) AS d,
+                 -- Distinct: the API dedups tags, the table does not (a direct write may not).
+                 LATERAL (SELECT DISTINCT tag FROM unnest(d.tags) AS tag) AS t
             GROUP BY user_id, tag
             HAVING sum({_OPEN}) <> 0 OR sum({_DONE}) <> 0
             ORDER BY user_id, tag

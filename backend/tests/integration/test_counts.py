@@ -30,6 +30,7 @@ SHAPES: list[dict[str, Any]] = [
     {"tag": "Home", "status": "pending"},
     {"tag": "errand", "priority": "medium"},
     {"tag": ["home", "work"]},
+    {"tag": "bulk"},
 ]
 
 
@@ -71,7 +72,7 @@ async def assert_exact(client: httpx.AsyncClient, db: asyncpg.Connection, user: 
         real_tags = await db.fetch(
             "SELECT tag, count(*) FILTER (WHERE NOT is_completed) AS open,"
             " count(*) FILTER (WHERE is_completed) AS done"
-            " FROM tasks, unnest(tags) AS tag GROUP BY tag"
+            " FROM tasks, LATERAL (SELECT DISTINCT unnest(tags)) AS t(tag) GROUP BY tag"
         )
         days = await db.fetch("SELECT due_day, open FROM task_due_counts")
         real_days = await db.fetch(
@@ -180,7 +181,7 @@ class TestStatements:
         async with as_user(db, alice):
             await db.execute(
                 "INSERT INTO tasks (id, user_id, title, tags, due_at)"
-                " SELECT gen_random_uuid(), $1, 'Bulk ' || i, ARRAY['bulk', 'home'],"
+                " SELECT gen_random_uuid(), $1, 'Bulk ' || i, ARRAY['bulk', 'home', 'bulk'],"
                 " now() - make_interval(days => i) FROM generate_series(1, 20) AS i",
                 alice.id,
             )
