@@ -90,7 +90,6 @@ _SET_COMPLETED = Query(
     )
     .returning(*COLUMNS)
 )
-_pending = c.is_completed.is_(False)
 
 
 def _counter_sum(*names: str) -> ColumnElement[int]:
