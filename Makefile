@@ -87,7 +87,9 @@ clean:
 # also runs ../shared/bench against its limit server and the API on the same database.
 # Knobs (make bench VAR=...): BENCH_SCENARIOS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_SOAK=300,
 # BENCH_PROFILE=1, and BASE_URL=... TOKENS=... for a running deploy; see bench/README.md.
-.PHONY: bench bench-compare bench-tools
+# `make bench-scale` (issue 14): the scenarios at 10,000 x 1,000, 100 x 1,000 and 2 x 100,000
+# tasks, one table with the ratios (~25 min; BENCH_SIZES, BENCH_SCENARIOS to change them).
+.PHONY: bench bench-compare bench-tools bench-scale
 bench-tools: install
 	@command -v wrk >/dev/null || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -99,6 +101,9 @@ bench: bench-tools
 
 bench-compare: bench-tools
 	$(VENV)/bin/python bench/run.py --compare
+
+bench-scale: bench-tools
+	$(VENV)/bin/python bench/scale.py
 
 # The suite with the API's engine behind PgBouncer in transaction mode (like Neon's pooled
 # `-pooler` URL); migrations and the tests' own connections stay direct. Needs pgbouncer

@@ -65,8 +65,9 @@ import seed as seedmod  # noqa: E402
 import sync_bench  # noqa: E402
 
 DEFAULT_SCENARIOS = (
-    "get_one,list_100,list_1000,changes,create,update,update_ifmatch,complete,complete_noop,"
-    "list_1000@1,get_one@512"
+    "get_one,list_100,list_100_pending,list_1000,changes,create,update,update_ifmatch,complete,"
+    "complete_noop,stats,list_q,list_tag,list_1000@1,list_100@1,list_100_pending@1,stats@1,"
+    "list_q@1,list_tag@1,get_one@512"
 )
 PROFILE_SCENARIOS = tuple(
     (os.environ.get("BENCH_PROFILE_SCENARIOS") or "get_one,list_100,create").split(",")
@@ -187,6 +188,31 @@ def to_lua(value: Any) -> str:
     raise TypeError(type(value))
 
 
+# LuaJIT allows 65,536 constants per function: a data file of 10,000 users as one table
+# constructor exceeds it. Long lists are built from functions of LUA_CHUNK entries each.
+LUA_CHUNK = 2000
+
+
+def lua_module(doc: dict[str, Any], tail: str = "") -> str:
+    """Lua source returning `doc` (scalars inline, long lists in chunks); `tail` runs before
+    the return with `d` in scope."""
+    out = ["local function add(t, part) for i = 1, #part do t[#t + 1] = part[i] end end"]
+    out.append("local d = {}")
+    for key, value in doc.items():
+        name = lua_str(key)
+        if isinstance(value, list) and len(value) > LUA_CHUNK:
+            out.append(f"d[{name}] = {{}}")
+            for start in range(0, len(value), LUA_CHUNK):
+                part = to_lua(value[start : start + LUA_CHUNK])
+                out.append(f"add(d[{name}], (function() return {part} end)())")
+        else:
+            out.append(f"d[{name}] = {to_lua(value)}")
+    return "\n".join(out) + "\n" + tail + "return d\n"
+
+
+# Static scenarios rotate over at most this many pre-formatted requests (wrk's memory).
+STATIC_MAX = 50_000
+
 # --------------------------------------------------------------------------- scenarios
 
 
@@ -212,9 +238,9 @@ class Spec:
             for u in self.users
         ]
 
-    def path(self, key: str, u: dict[str, Any], task_id: str = "") -> str:
+    def path(self, key: str, u: dict[str, Any], task_id: str = "", value: str = "") -> str:
         uid = urllib.parse.quote(u["user_id"], safe="")
-        return self.paths[key].format(user_id=uid, task_id=task_id)
+        return self.paths[key].format(user_id=uid, task_id=task_id, value=value)
 
     def static(self, name: str) -> list[dict[str, Any]]:
         """The requests a static scenario rotates over, each {u, method, path, body?}."""
@@ -227,11 +253,20 @@ class Spec:
                     {"u": i, "method": "GET", "path": self.path("get_one", u, t)}
                     for t in u["task_ids"]
                 ]
-        elif name in ("list_100", "list_1000"):
-            key = "list" if name == "list_100" else "list_1000"
+        elif name in ("list_100", "list_1000", "list_100_pending", "stats"):
+            key = {"list_100": "list"}.get(name, name)
             out = [
                 {"u": i, "method": "GET", "path": self.path(key, u)}
                 for i, u in enumerate(self.users, 1)
+            ]
+        elif name in ("list_q", "list_tag"):
+            # Every user with each value: q a word of the seed's titles (3+ characters),
+            # tag one of its tags (each on about 1 task in 9).
+            values = seedmod.Q_WORDS if name == "list_q" else seedmod.TAGS
+            out = [
+                {"u": i, "method": "GET", "path": self.path(name, u, value=v)}
+                for i, u in enumerate(self.users, 1)
+                for v in values
             ]
         elif name == "create":
             per_user = max(1, self.create_pool // len(self.users))
@@ -334,7 +369,7 @@ class Spec:
                 )
             body = self.doc.get("update_body", seedmod.UPDATE_BODY).replace("{n}", "%d")
             doc = {"kind": "ifmatch", "users": users, "slots": slots, "body": body}
-            return "ifmatch", "return " + to_lua(doc) + "\n"
+            return "ifmatch", lua_module(doc)
         if name == "complete":
             # Round-robin over users, each open task once: every request a real transition.
             per_user = [u.get("open_ids", []) for u in self.users]
@@ -344,15 +379,17 @@ class Spec:
                     if k < len(ids):
                         lines.append(f"{i} {ids[k]}")
             doc = {"kind": "seq", "users": users, "method": "PATCH", "suffix": "/complete"}
-            src = "local d = " + to_lua(doc) + "\nlocal items = {}\n"
+            src = "local items = {}\n"
             src += "for u, id in string.gmatch([==[\n" + "\n".join(lines) + "\n]==], "
             src += '"(%d+) (%S+)") do items[#items + 1] = {tonumber(u), id} end\n'
-            src += "d.items = items\nreturn d\n"
-            return "seq", src
+            src += "d.items = items\n"
+            return "seq", lua_module(doc, src)
         reqs = self.static(name)
         if not reqs:
             raise SystemExit(f"the tokens file has no tasks for scenario {name}")
-        return "static", "return " + to_lua({"kind": "static", "users": users, "reqs": reqs}) + "\n"
+        if len(reqs) > STATIC_MAX:
+            reqs = self.rng.sample(reqs, STATIC_MAX)
+        return "static", lua_module({"kind": "static", "users": users, "reqs": reqs})
 
     def preflight(self, name: str) -> tuple[str, str, bytes | None, str, int]:
         """One representative request: (method, path, body, token, expected status)."""
@@ -382,6 +419,10 @@ def parse_scenarios(text: str, default_conns: int) -> list[tuple[str, int]]:
         "get_one",
         "list_100",
         "list_1000",
+        "list_100_pending",
+        "list_q",
+        "list_tag",
+        "stats",
         "create",
         "update",
         "update_ifmatch",

@@ -222,8 +222,10 @@ class TestDefaults:
     async def test_one_statement_per_page(
         self, client: httpx.AsyncClient, mixed: list[str], alice: User, sent_sql: list[str]
     ) -> None:
-        # A page with rows; an empty page reads its count and sync position separately.
-        body = await _list(client, alice, {"limit": 2, "status": "pending"})
+        # An empty page too: the page is joined to the user's counts, one row either way.
+        body = await _list(client, alice, {"limit": 2, "status": "pending", "tag": "x"})
+        assert body["data"] == []
+        assert body["meta"]["total"] == 0
         body = await _list(client, alice, {"limit": 2, "sort": "priority"})
         assert body["meta"]["total"] == len(MIXED)
         # Per request: BEGIN with the role switch, one list statement (with its count), COMMIT.

@@ -9,8 +9,18 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
+from tasks_api.models.counts import TaskDueCount, TaskTagCount  # noqa: E402
 from tasks_api.models.idempotency_key import IdempotencyKey  # noqa: E402
 from tasks_api.models.sync import TaskSync, TaskTombstone  # noqa: E402
 from tasks_api.models.task import Priority, Task  # noqa: E402
 
-__all__ = ["IdempotencyKey", "Priority", "SQLModel", "Task", "TaskSync", "TaskTombstone"]
+__all__ = [
+    "IdempotencyKey",
+    "Priority",
+    "SQLModel",
+    "Task",
+    "TaskDueCount",
+    "TaskSync",
+    "TaskTagCount",
+    "TaskTombstone",
+]

@@ -66,7 +66,16 @@ class Task(SQLModel, table=True):
             )
             for priority in Priority
         ),
-        Index("ix_tasks_user_title", "user_id", text("lower(title)"), "id"),
+        # sort=title: title_key is lower(title), a column so that a cursor page can start
+        # at its position under row-level security (migration 0005).
+        Index("ix_tasks_user_title_key", "user_id", "title_key", "id"),
+        # /stats' overdue count: pending tasks by due date (migration 0005).
+        Index(
+            "ix_tasks_user_open_due",
+            "user_id",
+            "due_at",
+            postgresql_where=text("NOT is_completed"),
+        ),
         # The manual order: byte-wise (COLLATE "C"), and no two tasks of a user share a place.
         Index("uq_tasks_user_position", "user_id", "position", unique=True),
         # The sync feed: a user's tasks changed after a token (specs/sync.md).
@@ -97,6 +106,9 @@ class Task(SQLModel, table=True):
     # Set by the database (trigger tasks_before_write, migration 0004) when the API leaves
     # it out: a new task goes first. Fractional-indexing keys, compared byte-wise.
     position: str = Field(sa_column=Column(Text(collation="C"), nullable=False))
+    # lower(title), set by the database (trigger tasks_title_key, migration 0005): the
+    # title sort's key. Not part of a task's representation.
+    title_key: str = Field(sa_column=Column(Text, nullable=False))
     # The sync position of the task's last change (sequence task_change_seq), set by the
     # same trigger on every insert and update.
     sync_seq: int = Field(

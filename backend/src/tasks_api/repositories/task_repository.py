@@ -14,36 +14,43 @@ from uuid import UUID
 from asyncpg import Record
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     Boolean,
     Column,
     ColumnElement,
+    Date,
     DateTime,
     Integer,
     Select,
     Text,
     bindparam,
     case,
+    cast,
     delete,
     func,
     insert,
     literal_column,
     or_,
     select,
+    true,
     tuple_,
     union_all,
     update,
 )
 
 from tasks_api.database import Query, Transaction
-from tasks_api.models.sync import TaskSync
+from tasks_api.models.counts import TaskDueCount, TaskTagCount
+from tasks_api.models.sync import COUNTERS, TaskSync
 from tasks_api.models.task import Priority, Task
 from tasks_api.schemas.task_query import SortOrder, TaskListQuery, TaskSort, TaskStatus
 
 tasks = Task.__table__
 c = tasks.c
 task_sync = TaskSync.__table__
-# What a task reads as; sync_seq is the feed's bookkeeping, not part of the task.
-COLUMNS = tuple(column for column in c if column.name != "sync_seq")
+tag_counts = TaskTagCount.__table__
+due_counts = TaskDueCount.__table__
+# What a task reads as; sync_seq (the feed's) and title_key (the title sort's) are bookkeeping.
+COLUMNS = tuple(column for column in c if column.name not in ("sync_seq", "title_key"))
 COLUMN_NAMES = tuple(column.name for column in COLUMNS)
 # Fields a client writes; the rest (id, user, timestamps, version) the server sets.
 WRITABLE = ("title", "description", "priority", "due_at", "tags", "is_completed")
@@ -87,13 +94,50 @@ _SET_COMPLETED = Query(
 _deleted = delete(tasks).where(c.user_id == bindparam("user_id"), c.is_completed).returning(c.id)
 _DELETE_COMPLETED = Query(select(func.count()).select_from(_deleted.cte("deleted")))
 _pending = c.is_completed.is_(False)
+
+
+def _counter_sum(*names: str) -> ColumnElement[int]:
+    """The sum of the user's counters `names`; 0 for a user with no task_sync row.
+
+    In an aggregate (max of the one row) so that the statement returns a row either way;
+    max keeps bigint, where sum would turn it into numeric.
+    """
+    added = sum((task_sync.c[name] for name in names[1:]), task_sync.c[names[0]])
+    return func.coalesce(func.max(added), 0)
+
+
+_OPEN = [COUNTERS[(False, p)] for p in Priority]
+_DONE = [COUNTERS[(True, p)] for p in Priority]
+# Totals from the counters. Overdue moves with the clock: the pending tasks due on past UTC
+# days (task_due_counts, one row per day) plus today's that are due before now, an
+# index-only range of ix_tasks_user_open_due. An aggregate: one row even for a user with no
+# task_sync row.
+_past_days = (
+    select(func.coalesce(func.sum(due_counts.c.open), 0))
+    .where(
+        due_counts.c.user_id == bindparam("user_id"),
+        due_counts.c.due_day < cast(func.timezone("UTC", func.now()), Date),
+    )
+    .scalar_subquery()
+)
+_due_today = (
+    select(func.count())
+    .select_from(tasks)
+    .where(
+        c.user_id == bindparam("user_id"),
+        ~c.is_completed,
+        c.due_at >= func.date_trunc("day", func.now(), "UTC"),
+        c.due_at < func.now(),
+    )
+    .scalar_subquery()
+)
 _STATS = Query(
     select(
-        func.count().label("total"),
-        func.count().filter(c.is_completed).label("completed"),
-        func.count().filter(_pending).label("pending"),
-        func.count().filter(_pending, c.due_at < func.now()).label("overdue"),
-    ).where(c.user_id == bindparam("user_id"))
+        _counter_sum(*_OPEN, *_DONE).label("total"),
+        _counter_sum(*_DONE).label("completed"),
+        _counter_sum(*_OPEN).label("pending"),
+        cast(_past_days + _due_today, BigInteger).label("overdue"),
+    ).where(task_sync.c.user_id == bindparam("user_id"))
 )
 
 
@@ -222,6 +266,11 @@ class _Segment:
     # The compared values are unique per user (position): no id after them, so the keyset
     # is exactly the unique index's (ties on id cannot happen).
     unique: bool = False
+    # The row's side of the keyset when it is not key(compared): a column that holds it.
+    stored: tuple[Column[Any], ...] | None = None
+
+    def row_keys(self) -> tuple[ColumnElement[Any], ...]:
+        return self.stored if self.stored is not None else tuple(map(self.key, self.compared))
 
 
 class _Shape(NamedTuple):
@@ -231,7 +280,7 @@ class _Shape(NamedTuple):
     descending: bool
     status: TaskStatus
     priority: Priority | None
-    tags: bool
+    tags: int  # distinct tags wanted: 0, 1 or 2 (= more than one)
     q: bool
     due_before: bool
     due_after: bool
@@ -244,7 +293,7 @@ def _shape(query: TaskListQuery) -> _Shape:
         query.effective_order is SortOrder.desc,
         query.status,
         query.priority,
-        bool(query.tag),
+        min(len(set(query.tag)), 2),
         query.q is not None,
         query.due_before is not None,
         query.due_after is not None,
@@ -265,9 +314,10 @@ def _segments(shape: _Shape) -> list[_Segment]:
             ranked.reverse()
         return [_Segment(c.priority == p) for p in ranked if shape.priority in (None, p)]
     if shape.sort is TaskSort.title:
-        # lower() is not leakproof: the index orders the scan, but a cursor page filters its
-        # way to the position (see specs/list-query-plans.md).
-        return [_Segment(None, (func.lower(c.title),), (c.title,), func.lower)]
+        # The cursor carries the title; the row side is title_key (= lower(title), stored):
+        # lower() of a column is not leakproof and could not bound the index scan under
+        # row-level security, a plain text comparison can (specs/list-query-plans.md).
+        return [_Segment(None, (c.title_key,), (c.title,), func.lower, stored=(c.title_key,))]
     if shape.sort is TaskSort.position:
         # uq_tasks_user_position: text COLLATE "C", whose comparisons are leakproof.
         return [_Segment(None, (c.position,), (c.position,), unique=True)]
@@ -339,7 +389,7 @@ def _branch(
         statement = statement.where(segment.where)
     tie = () if segment.unique else (c.id,)
     if after:
-        row = tuple_(*map(segment.key, segment.compared), *tie)
+        row = tuple_(*segment.row_keys(), *tie)
         bound = tuple_(
             *(
                 segment.key(bindparam(f"after_{i}", type_=column.type))
@@ -356,9 +406,52 @@ def _directed(keys: Sequence[ColumnElement[Any]], descending: bool) -> list[Colu
     return [key.desc() for key in keys] if descending else list(keys)
 
 
+def _outer_order(segment: _Segment, page: Any) -> list[ColumnElement[Any]]:
+    """The segment's ORDER BY before id, on the page's columns."""
+    if segment.compared:
+        return [segment.key(page.c[column.name]) for column in segment.compared]
+    return [page.c[expression.name] for expression in segment.order]
+
+
+def _counted_total(shape: _Shape) -> ColumnElement[int] | None:
+    """`total` from the user's counts, when the filters are status, priority or one tag.
+
+    The counts (task_sync.open_*/done_*, task_tag_counts) are moved by the write triggers in
+    the write's own transaction, so these totals cost the same at 10 and 100,000 tasks;
+    other filters are counted (specs/list-query-plans.md, "Scale").
+    """
+    if shape.q or shape.due_before or shape.due_after or shape.updated_since:
+        return None
+    states = {TaskStatus.pending: (False,), TaskStatus.completed: (True,)}
+    completed = states.get(shape.status, (False, True))
+    if shape.tags == 1 and shape.priority is None:
+        counted = [tag_counts.c.done if done else tag_counts.c.open for done in completed]
+        one_tag = bindparam("one_tag", type_=Text)
+        return (
+            select(func.coalesce(func.max(sum(counted[1:], counted[0])), 0))
+            .where(tag_counts.c.user_id == bindparam("user_id"), tag_counts.c.tag == one_tag)
+            .scalar_subquery()
+        )
+    if shape.tags:
+        return None
+    return _counter_sum(
+        *(
+            COUNTERS[(done, priority)]
+            for done in completed
+            for priority in Priority
+            if shape.priority in (None, priority)
+        )
+    )
+
+
 @lru_cache(maxsize=1024)
-def _list_queries(shape: _Shape, first: int, after: bool) -> tuple[Query, Query]:
-    """The page statement and the count alone (for a page past the end), per shape."""
+def _list_query(shape: _Shape, first: int, after: bool) -> Query:
+    """The page statement, per shape: the page, its total and the sync position in one.
+
+    Driven by the user's task_sync row (an aggregate, so one row even for a user who has
+    none: no tasks, position 0) with the page joined LATERAL: an empty page still returns
+    that row, its task columns NULL, so no page ever needs a second statement.
+    """
     segments = _segments(shape)
     filters = _filters(shape)
     fetch = bindparam("fetch", type_=Integer)  # one parameter for every LIMIT
@@ -366,29 +459,30 @@ def _list_queries(shape: _Shape, first: int, after: bool) -> tuple[Query, Query]
         _branch(i, segments[i], filters, shape.descending, after and i == first, fetch)
         for i in range(first, len(segments))
     ]
-    counted = select(func.count()).select_from(tasks).where(*filters).correlate(None)
-    total = counted.scalar_subquery().label("total")
+    total = _counted_total(shape)
+    if total is None:
+        counted = select(func.count()).select_from(tasks).where(*filters).correlate(None)
+        total = counted.scalar_subquery()
     # Read in the same statement, so in the same snapshot as the page (specs/sync.md).
-    seq = (
-        select(func.coalesce(func.max(task_sync.c.seq), 0))
+    sync = (
+        select(func.coalesce(func.max(task_sync.c.seq), 0).label("sync_seq"), total.label("total"))
         .where(task_sync.c.user_id == bindparam("user_id"))
-        .scalar_subquery()
-        .label("sync_seq")
+        .subquery("sync")
     )
-    counted = counted.add_columns(seq)
-    if len(branches) == 1:
-        statement = branches[0].add_columns(total, seq)
-    else:
-        # Each branch is one ordered index scan; the sort on top puts the segments in order
-        # (UNION ALL alone promises none) and handles at most segments x (limit + 1) rows.
-        union = union_all(*branches).subquery("page")
-        order = [union.c[key.name] for key in (*segments[first].order, c.id)]
-        statement = (
-            select(union, total, seq)
-            .order_by(union.c.segment, *_directed(order, shape.descending))
-            .limit(fetch)
+    # Each branch is one ordered index scan; the sort on top puts the segments in order
+    # (UNION ALL alone promises none) and handles at most segments x (limit + 1) rows.
+    page = (branches[0] if len(branches) == 1 else union_all(*branches)).subquery().lateral("page")
+    order = _outer_order(segments[first], page)
+    statement = (
+        select(
+            *(page.c[name] for name in COLUMN_NAMES), page.c.segment, sync.c.total, sync.c.sync_seq
         )
-    return Query(statement), Query(counted)
+        .select_from(sync.outerjoin(page, true()))
+        .order_by(page.c.segment, *_directed([*order, page.c.id], shape.descending))
+    )
+    if len(branches) > 1:
+        statement = statement.limit(fetch)
+    return Query(statement)
 
 
 async def list_page(
@@ -396,17 +490,19 @@ async def list_page(
 ) -> Page:
     """One keyset page after `after`, and the count of every task the filters match.
 
-    One round trip: the count rides along as a scalar subquery (an InitPlan, run once), and
-    one row more than the page says whether another page follows.
+    One round trip: the total comes from the user's counters or rides along as a scalar
+    subquery (an InitPlan, run once), and one row more than the page says whether another
+    page follows.
     """
     shape = _shape(query)
     first, start = after if after is not None else (0, ())
-    page_query, count_query = _list_queries(shape, first, after is not None)
+    tags = sorted(set(query.tag))
     params: dict[str, Any] = {
         "user_id": user_id,
         "fetch": query.limit + 1,
         "priority": query.priority,
-        "tags": sorted(set(query.tag)) if query.tag else None,
+        "tags": tags or None,
+        "one_tag": tags[0] if tags else None,
         "q": _like_pattern(query.q) if query.q is not None else None,
         "due_before": query.due_before,
         "due_after": query.due_after,
@@ -415,15 +511,11 @@ async def list_page(
     if start:
         *values, params["after_id"] = start
         params.update({f"after_{i}": value for i, value in enumerate(values)})
-    rows = await session.fetch(page_query, **params)
-
-    if rows:
-        count, sync_seq = rows[0]["total"], rows[0]["sync_seq"]
-    else:
-        # No row carried the count and the sync position along.
-        counted = await session.fetchrow(count_query, **params)
-        assert counted is not None
-        count, sync_seq = counted
+    rows = await session.fetch(_list_query(shape, first, after is not None), **params)
+    # Never empty: an empty page is one row of NULL task columns with the total and position.
+    count, sync_seq = rows[0]["total"], rows[0]["sync_seq"]
+    if rows[0]["id"] is None:
+        rows = []
     next_position = None
     if len(rows) > query.limit:
         segments = _segments(shape)
