@@ -49,9 +49,22 @@ def _counts(rows: str, sign: str = "") -> str:
     return f"SELECT user_id, {filters} FROM {rows} GROUP BY user_id"
 
 
-_APPLY = ", ".join(f"{name} = {name} + d[{i}]" for i, name in enumerate(_COUNTERS, 1))
-_LIST = ", ".join(f"d.{name}" for name in _COUNTERS)
-_SUM = ", ".join(f"sum(d.{name})::bigint" for name in _COUNTERS)
+_SUM = ", ".join(f"sum(d.{name})::bigint AS {name}" for name in _COUNTERS)
+
+
+def _record(deltas: str) -> str:
+    """One statement: move the users' counts by `deltas`, record their position, notify."""
+    names = ", ".join(_COUNTERS)
+    moved = ", ".join(f"{name} = s.{name} + excluded.{name}" for name in _COUNTERS)
+    return f"""
+            WITH recorded AS (
+                INSERT INTO task_sync AS s (user_id, seq, {names})
+                    SELECT user_id, currval('task_change_seq'), {names} FROM ({deltas}) AS d
+                ON CONFLICT (user_id) DO UPDATE SET {moved},
+                    seq = greatest(s.seq, excluded.seq)
+                RETURNING s.user_id)
+            SELECT count(pg_notify('task_changes', user_id)) INTO notified FROM recorded;"""
+
 
 FUNCTIONS = [
     # fractional-indexing's generate_key_between(NULL, b), in SQL so that an INSERT needs
@@ -338,7 +351,9 @@ FUNCTIONS = [
     BEGIN
         -- The API always sets the user; a maintenance session (migrations) locks by itself.
         IF u IS NOT NULL AND u <> '' THEN
-            PERFORM task_sync_lock(u);
+            -- task_sync_lock(u), inline: a call less on every write statement.
+            INSERT INTO task_sync (user_id) VALUES (u)
+            ON CONFLICT (user_id) DO UPDATE SET seq = task_sync.seq WHERE false;
         END IF;
         RETURN NULL;
     END
@@ -358,50 +373,45 @@ FUNCTIONS = [
     END
     $$
     """,
-    # One user's share of a statement: counts moved by `d` (in _COUNTERS order), position
-    # recorded, expired tombstones purged after a delete, listeners woken.
-    f"""
-    CREATE FUNCTION task_sync_record(u text, d bigint[], deleted boolean) RETURNS void
-    LANGUAGE plpgsql AS $$
-    DECLARE
-        retention interval := make_interval(days => coalesce(
-            nullif(current_setting('app.sync_retention_days', true), ''), '30')::int);
-    BEGIN
-        IF u IS DISTINCT FROM current_setting('app.user_id', true) THEN
-            PERFORM task_sync_lock(u);  -- a maintenance session: the API's is held already
-        END IF;
-        UPDATE task_sync SET {_APPLY}, seq = greatest(seq, currval('task_change_seq'))
-            WHERE user_id = u;
-        IF deleted THEN
-            WITH purged AS (
-                DELETE FROM task_tombstones WHERE ctid IN (
-                    SELECT ctid FROM task_tombstones
-                    WHERE user_id = u AND deleted_at < now() - retention LIMIT 1000)
-                RETURNING seq)
-            UPDATE task_sync SET purged_seq = greatest(purged_seq, p.seq)
-                FROM (SELECT max(seq) AS seq FROM purged) AS p
-                WHERE user_id = u AND p.seq IS NOT NULL;
-        END IF;
-        PERFORM pg_notify('task_changes', u);
-    END
-    $$
-    """,
+    # A statement's bookkeeping in one SQL statement per event: the counts moved by the
+    # statement's rows (`deltas`: user_id and the six counters), the user's position
+    # recorded, listeners woken. An upsert, so a maintenance session's first write of a user
+    # (no lock taken: no app.user_id) creates the row too; in the API the row is locked
+    # already. One statement, not a function per user: this runs on every write, and each
+    # PL/pgSQL call and statement costs server CPU (specs/sync.md, "Cost").
     f"""
     CREATE FUNCTION tasks_after_write() RETURNS trigger
     LANGUAGE plpgsql AS $$
+    DECLARE
+        retention interval;
+        u text;
+        notified bigint;
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            PERFORM task_sync_record(user_id, ARRAY[{_LIST}], false)
-                FROM ({_counts("new_rows")}) AS d;
+            {_record(_counts("new_rows"))}
         ELSIF TG_OP = 'UPDATE' THEN
-            PERFORM task_sync_record(user_id, ARRAY[{_SUM}], false)
-                FROM ({_counts("new_rows")} UNION ALL {_counts("old_rows", "-")}) AS d
-                GROUP BY user_id;
+            {
+        _record(
+            f"SELECT user_id, {_SUM} FROM ({_counts('new_rows')} UNION ALL "
+            f"{_counts('old_rows', '-')}) AS d GROUP BY user_id"
+        )
+    }
         ELSE
             INSERT INTO task_tombstones (user_id, task_id, seq)
                 SELECT user_id, id, nextval('task_change_seq') FROM old_rows ORDER BY id;
-            PERFORM task_sync_record(user_id, ARRAY[{_LIST}], true)
-                FROM ({_counts("old_rows", "-")}) AS d;
+            {_record(_counts("old_rows", "-"))}
+            retention := make_interval(days => coalesce(
+                nullif(current_setting('app.sync_retention_days', true), ''), '30')::int);
+            FOR u IN SELECT DISTINCT user_id FROM old_rows LOOP
+                WITH purged AS (
+                    DELETE FROM task_tombstones WHERE ctid IN (
+                        SELECT ctid FROM task_tombstones
+                        WHERE user_id = u AND deleted_at < now() - retention LIMIT 1000)
+                    RETURNING seq)
+                UPDATE task_sync SET purged_seq = greatest(purged_seq, p.seq)
+                    FROM (SELECT max(seq) AS seq FROM purged) AS p
+                    WHERE user_id = u AND p.seq IS NOT NULL;
+            END LOOP;
         END IF;
         RETURN NULL;
     END
@@ -563,7 +573,6 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON tasks")
     for function in (
         "tasks_after_write()",
-        "task_sync_record(text, bigint[], boolean)",
         "tasks_before_write()",
         "tasks_lock_user()",
         "task_sync_lock(text)",

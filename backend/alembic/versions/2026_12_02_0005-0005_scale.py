@@ -91,7 +91,15 @@ FUNCTIONS = [
         IF TG_OP = 'INSERT' THEN
             {_move_counts(_NEW)}
         ELSIF TG_OP = 'UPDATE' THEN
-            {_move_counts(f"{_NEW} UNION ALL {_OLD}")}
+            -- Most updates (a title, a priority, a move) change nothing counted here: one
+            -- join of the two transition tables instead of two grouped upserts.
+            IF EXISTS (
+                SELECT FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
+                WHERE (n.tags, n.is_completed, n.due_at)
+                    IS DISTINCT FROM (o.tags, o.is_completed, o.due_at)
+            ) THEN
+                {_move_counts(f"{_NEW} UNION ALL {_OLD}")}
+            END IF;
         ELSE
             {_move_counts(_OLD)}
         END IF;
