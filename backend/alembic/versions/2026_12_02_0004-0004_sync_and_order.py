@@ -53,7 +53,10 @@ _SUM = ", ".join(f"sum(d.{name})::bigint AS {name}" for name in _COUNTERS)
 
 
 def _record(deltas: str) -> str:
-    """One statement: move the users' counts by `deltas`, record their position, notify."""
+    """One statement: move the users' counts by `deltas`, record their position, and notify
+    the users that an API instance streams to (task_listeners). NOTIFY serializes the commits
+    of every notifying transaction of the cluster (one lock at commit): a write of a user
+    nobody streams to skips it (specs/sync.md, "Listeners")."""
     names = ", ".join(_COUNTERS)
     moved = ", ".join(f"{name} = s.{name} + excluded.{name}" for name in _COUNTERS)
     return f"""
@@ -63,7 +66,8 @@ def _record(deltas: str) -> str:
                 ON CONFLICT (user_id) DO UPDATE SET {moved},
                     seq = greatest(s.seq, excluded.seq)
                 RETURNING s.user_id)
-            SELECT count(pg_notify('task_changes', user_id)) INTO notified FROM recorded;"""
+            SELECT count(pg_notify('task_changes', r.user_id)) INTO notified FROM recorded AS r
+                WHERE EXISTS (SELECT FROM task_listeners AS l WHERE l.user_id = r.user_id);"""
 
 
 FUNCTIONS = [
@@ -475,6 +479,16 @@ def upgrade() -> None:
     op.create_index("ix_task_tombstones_user_deleted", "task_tombstones", ["user_id", "deleted_at"])
     _isolate("task_sync")
     _isolate("task_tombstones")
+    op.create_table(
+        "task_listeners",
+        sa.Column("user_id", sa.Text(), nullable=False),
+        sa.Column("instance", sa.Text(), nullable=False),
+        sa.Column(
+            "since", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("user_id", "instance", name=op.f("pk_task_listeners")),
+    )
+    _isolate("task_listeners")
 
     # Both instant: no default to write into existing rows (0 is a constant default).
     op.add_column("tasks", sa.Column("position", sa.Text(collation="C"), nullable=True))
@@ -488,6 +502,7 @@ def upgrade() -> None:
         _backfill()
         op.execute("ALTER TABLE task_sync FORCE ROW LEVEL SECURITY")
         op.execute("ALTER TABLE task_tombstones FORCE ROW LEVEL SECURITY")
+        op.execute("ALTER TABLE task_listeners FORCE ROW LEVEL SECURITY")
         # Built without blocking writes; a failed build leaves an invalid index to drop.
         op.execute(
             "CREATE UNIQUE INDEX CONCURRENTLY uq_tasks_user_position ON tasks (user_id, position)"
@@ -591,6 +606,8 @@ def downgrade() -> None:
     op.drop_column("tasks", "position")
     op.execute("DROP POLICY IF EXISTS task_tombstones_user_isolation ON task_tombstones")
     op.execute("DROP POLICY IF EXISTS task_sync_user_isolation ON task_sync")
+    op.execute("DROP POLICY IF EXISTS task_listeners_user_isolation ON task_listeners")
+    op.drop_table("task_listeners")
     op.drop_table("task_tombstones")
     op.drop_table("task_sync")
     op.execute("DROP SEQUENCE IF EXISTS task_change_seq")

@@ -5,6 +5,8 @@ burst of notifications costs each stream one read of the feed, never a queue tha
 """
 
 import asyncio
+import uuid
+from collections.abc import Callable
 
 from tasks_api.errors import TooManyRequests
 
@@ -40,6 +42,18 @@ class ChangeHub:
         self._streams: dict[str, set[Subscription]] = {}
         # Set while any stream is open: the listener only holds its connection then.
         self.in_use = asyncio.Event()
+        # This instance in task_listeners, and what runs when a user's last stream here
+        # closes (event_service removes the row; set when a stream opens).
+        self.instance = str(uuid.uuid4())
+        self.on_user_idle: Callable[[str], None] | None = None
+        self._registrations: dict[str, asyncio.Lock] = {}
+
+    def registration(self, user_id: str) -> asyncio.Lock:
+        """Orders a user's row in task_listeners: added and removed one at a time."""
+        return self._registrations.setdefault(user_id, asyncio.Lock())
+
+    def has_streams(self, user_id: str) -> bool:
+        return user_id in self._streams
 
     def open(self, user_id: str) -> Subscription:
         """A place for one more stream of `user_id`, or a 429 when the user has them all."""
@@ -60,6 +74,8 @@ class ChangeHub:
             del self._streams[subscription.user_id]
             if not self._streams:
                 self.in_use.clear()
+            if self.on_user_idle is not None:
+                self.on_user_idle(subscription.user_id)
 
     def wake(self, user_id: str) -> None:
         for subscription in self._streams.get(user_id, ()):

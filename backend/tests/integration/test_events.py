@@ -262,3 +262,36 @@ class TestListener:
                     await asyncio.sleep(0.05)
         finally:
             await listener.stop()
+
+
+class TestListenerRegistry:
+    """Only users with an open stream somewhere NOTIFY (task_listeners, specs/sync.md)."""
+
+    @staticmethod
+    async def registered(db: Any, user: User) -> list[str]:
+        async with db.transaction():
+            await db.execute(
+                "SELECT set_config('role', 'tasks_app', true), set_config('app.user_id', $1, true)",
+                user.id,
+            )
+            rows = await db.fetch("SELECT instance FROM task_listeners")
+        return [row["instance"] for row in rows]
+
+    async def test_a_stream_registers_and_its_close_unregisters(
+        self, http: httpx.AsyncClient, events_app: FastAPI, alice: User, db: Any
+    ) -> None:
+        assert await self.registered(db, alice) == []
+        instance = events_app.state.change_hub.instance
+        async with open_stream(http, events_url(alice), alice.headers) as first:
+            assert await self.registered(db, alice) == [instance]
+            async with open_stream(http, events_url(alice), alice.headers):
+                pass
+            # Another stream of the user is still open here: still registered, still live.
+            assert await self.registered(db, alice) == [instance]
+            task = await create(http, alice, "live")
+            assert (await expect(first, "upsert"))["task"] == task
+        for _ in range(100):  # removed once the server has seen the last close
+            if await self.registered(db, alice) == []:
+                break
+            await asyncio.sleep(0.05)
+        assert await self.registered(db, alice) == []

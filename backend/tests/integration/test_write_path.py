@@ -205,14 +205,28 @@ class TestSyncPositions:
         assert (await sync_row(db, alice))["purged_seq"] == old_seq
 
     async def test_a_commit_notifies_the_user_not_the_task(
-        self, client: httpx.AsyncClient, alice: User, database_url: str, create_task: Any
+        self,
+        client: httpx.AsyncClient,
+        alice: User,
+        bob: User,
+        db: asyncpg.Connection,
+        database_url: str,
+        create_task: Any,
     ) -> None:
+        # Alice has a stream on some instance (its row in task_listeners); Bob has none.
+        async with as_user(db, alice):
+            await db.execute(
+                "INSERT INTO task_listeners (user_id, instance) VALUES ($1, 'test')", alice.id
+            )
         listener = await asyncpg.connect(database_url)
         heard: asyncio.Queue[str] = asyncio.Queue()
         await listener.add_listener("task_changes", lambda *args: heard.put_nowait(args[3]))
         try:
+            await create_task(bob)
             await create_task(alice)
+            # Notifications arrive in commit order: Bob's write, committed first, sent none.
             assert await asyncio.wait_for(heard.get(), timeout=5) == alice.id
+            assert heard.empty()
         finally:
             await listener.close()
 

@@ -11,7 +11,7 @@ SQLModel.metadata.naming_convention = {
 
 from tasks_api.models.counts import TaskDueCount, TaskTagCount  # noqa: E402
 from tasks_api.models.idempotency_key import IdempotencyKey  # noqa: E402
-from tasks_api.models.sync import TaskSync, TaskTombstone  # noqa: E402
+from tasks_api.models.sync import TaskListener, TaskSync, TaskTombstone  # noqa: E402
 from tasks_api.models.task import Priority, Task  # noqa: E402
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "SQLModel",
     "Task",
     "TaskDueCount",
+    "TaskListener",
     "TaskSync",
     "TaskTagCount",
     "TaskTombstone",

@@ -60,3 +60,18 @@ class TaskTombstone(SQLModel, table=True):
     deleted_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
     )
+
+
+class TaskListener(SQLModel, table=True):
+    """An API instance with an open event stream of the user: writes of that user NOTIFY.
+
+    Registered under the user's write lock before a stream's first read, removed when the
+    instance's last stream of the user closes (specs/sync.md, "Listeners")."""
+
+    __tablename__ = "task_listeners"
+
+    user_id: str = Field(primary_key=True, sa_type=Text)
+    instance: str = Field(primary_key=True, sa_type=Text)
+    since: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )

@@ -12,6 +12,7 @@ from sse_starlette import ServerSentEvent
 from tasks_api.change_hub import ChangeHub, Subscription
 from tasks_api.database import Database
 from tasks_api.errors import AppError
+from tasks_api.repositories import listener_repository
 from tasks_api.responses import dumps
 from tasks_api.services import sync_service, sync_token
 from tasks_api.services.cursor import CursorSigner
@@ -48,6 +49,7 @@ async def open_stream(
         since = sync_service.parse_token(context.signer, context.user_id, resume, field)
     subscription = context.hub.open(context.user_id)
     try:
+        await _register(context)
         if since is None:
             position = await sync_service.current_position(context.database, context.user_id)
             first = FeedPage([], position, has_more=False)
@@ -59,6 +61,38 @@ async def open_stream(
         subscription.close()
         raise
     return subscription, _events(context, subscription, first)
+
+
+async def _register(context: StreamContext) -> None:
+    """This instance's row in task_listeners, before the first read: from its commit on,
+    every write of the user notifies (specs/sync.md, "Listeners")."""
+    hub, database, user_id = context.hub, context.database, context.user_id
+    hub.on_user_idle = lambda idle: _unregister_later(database, hub, idle)
+    async with hub.registration(user_id), database.transaction(user_id) as tx:
+        await listener_repository.register(tx, user_id, hub.instance)
+
+
+_unregistering: set[asyncio.Task[None]] = set()
+
+
+def _unregister_later(database: Database, hub: ChangeHub, user_id: str) -> None:
+    task = asyncio.get_running_loop().create_task(_unregister(database, hub, user_id))
+    _unregistering.add(task)  # a reference until it is done
+    task.add_done_callback(_unregistering.discard)
+
+
+async def _unregister(database: Database, hub: ChangeHub, user_id: str) -> None:
+    """The user's last stream here closed: writes of the user need not notify any more, unless
+    a stream opened again meanwhile. Best effort: a row left behind (a crash, a database
+    outage) only costs that user's writes a NOTIFY."""
+    async with hub.registration(user_id):
+        if hub.has_streams(user_id):
+            return
+        try:
+            async with database.transaction(user_id) as tx:
+                await listener_repository.unregister(tx, user_id, hub.instance)
+        except Exception as error:
+            logger.warning("could not unregister a listener: %r", error)
 
 
 async def _events(
