@@ -43,7 +43,7 @@ class ChangeHub:
         # Set while any stream is open: the listener only holds its connection then.
         self.in_use = asyncio.Event()
         # This instance in task_listeners, and what runs when a user's last stream here
-        # closes (event_service removes the row; set when a stream opens).
+        # closes (event_service.track_listeners: its task_listeners row goes).
         self.instance = str(uuid.uuid4())
         self.on_user_idle: Callable[[str], None] | None = None
         self._registrations: dict[str, asyncio.Lock] = {}

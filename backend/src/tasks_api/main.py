@@ -19,6 +19,7 @@ from tasks_api.metrics import Metrics
 from tasks_api.middleware.request_context import RequestContextMiddleware
 from tasks_api.routers import _openapi_rules, docs, health, metrics, organize, sync, tasks
 from tasks_api.routers._openapi import BODY_MODELS
+from tasks_api.services import event_service
 
 CORS_REQUEST_HEADERS = [
     "Authorization",
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database(settings)
+        event_service.track_listeners(app.state.change_hub, app.state.database)
         listener = ChangeListener(change_listener.connector(settings), app.state.change_hub)
         listener.start()
         app.state.change_listener = listener

@@ -1,38 +1,20 @@
 """The OpenAPI document: the committed copy is current, and it documents the contract."""
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from tasks_api.config import Settings
-from tasks_api.main import create_app
+from tests.contract.conftest import each_operation
 
 SPEC_FILE = Path(__file__).resolve().parents[3] / "specs" / "contracts" / "openapi.yaml"
-METHODS = {"get", "post", "put", "patch", "delete"}
 # The contract's only 422: an Idempotency-Key reused with another body, on create and batch.
 UNPROCESSABLE = {
     ("post", "/api/{user_id}/tasks"): "IDEMPOTENCY_KEY_REUSED",
     ("post", "/api/{user_id}/batch"): "IDEMPOTENCY_KEY_REUSED",
 }
-
-
-@pytest.fixture(scope="module")
-def document() -> dict[str, Any]:
-    # The document does not depend on settings: no database, no secrets needed.
-    app = create_app(Settings(_env_file=None, environment="test"))
-    return json.loads(json.dumps(app.openapi()))
-
-
-def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            if method in METHODS:
-                yield method, path, operation
 
 
 def _resolve(document: dict[str, Any], ref: str) -> Any:
@@ -77,7 +59,7 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
 
 def test_every_operation_is_named_and_summarised(document: dict[str, Any]) -> None:
     ids = []
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         assert operation.get("operationId"), f"{method} {path} has no operationId"
         assert operation.get("summary"), f"{method} {path} has no summary"
         ids.append(operation["operationId"])
@@ -85,7 +67,7 @@ def test_every_operation_is_named_and_summarised(document: dict[str, Any]) -> No
 
 
 def test_contract_paths_are_documented(document: dict[str, Any]) -> None:
-    documented = {(method, path) for method, path, _ in _operations(document)}
+    documented = {(method, path) for method, path, _ in each_operation(document)}
     assert documented >= {
         ("get", "/api/{user_id}/tasks"),
         ("post", "/api/{user_id}/tasks"),
@@ -103,7 +85,7 @@ def test_contract_paths_are_documented(document: dict[str, Any]) -> None:
 def test_no_fastapi_422(document: dict[str, Any]) -> None:
     """Invalid input is a 400 here; a 422 is only the contract's IDEMPOTENCY_KEY_REUSED."""
     assert "HTTPValidationError" not in document["components"]["schemas"]
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         response = operation["responses"].get("422")
         if response is None:
             continue
@@ -115,7 +97,7 @@ def test_no_fastapi_422(document: dict[str, Any]) -> None:
 def test_api_operations_document_the_auth_and_validation_errors(
     document: dict[str, Any],
 ) -> None:
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         if not path.startswith("/api/"):
             continue
         responses = operation["responses"]
@@ -126,7 +108,7 @@ def test_api_operations_document_the_auth_and_validation_errors(
 
 
 def test_task_operations_document_not_found(document: dict[str, Any]) -> None:
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         if "{task_id}" in path:
             assert "404" in operation["responses"], f"{method} {path} does not document 404"
 
@@ -139,7 +121,7 @@ def test_bearer_security(document: dict[str, Any]) -> None:
         if scheme == scheme | {"type": "http", "scheme": "bearer"}
     ]
     assert bearer, schemes
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         requirement = {name for item in operation.get("security", []) for name in item}
         if path.startswith("/api/"):
             assert requirement & set(bearer), f"{method} {path} does not require the bearer token"
@@ -154,7 +136,7 @@ def test_write_bodies_are_documented(document: dict[str, Any]) -> None:
         ("patch", "/api/{user_id}/tasks/{task_id}"): ("TaskUpdate", True),
         ("patch", "/api/{user_id}/tasks/{task_id}/complete"): ("TaskComplete", False),
     }
-    operations = {(method, path): op for method, path, op in _operations(document)}
+    operations = {(method, path): op for method, path, op in each_operation(document)}
     for key, (schema, required) in expected.items():
         body = operations[key]["requestBody"]
         assert body["required"] is required, key
@@ -167,7 +149,7 @@ def test_write_bodies_are_documented(document: dict[str, Any]) -> None:
 
 def test_examples_match_their_schemas(document: dict[str, Any]) -> None:
     """What Swagger UI shows a developer is what the API really sends."""
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         for status, response in operation["responses"].items():
             examples = _examples(response)
             if not examples:

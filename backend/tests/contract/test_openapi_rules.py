@@ -17,26 +17,13 @@ from tasks_api.config import Settings
 from tasks_api.errors import MAX_URL_BYTES
 from tasks_api.main import create_app
 from tasks_api.schemas.task import TaskCreate, TaskUpdate
+from tests.contract.conftest import each_operation
 
-METHODS = {"get", "post", "put", "patch", "delete"}
 TASK_PATH = "/api/{user_id}/tasks/{task_id}"
 # Each code point of a URL's text at worst: a 4-byte character, percent-encoded.
 WORST_BYTES_PER_CHARACTER = 12
 # Query values made only of these are sent as they are, a byte a character.
 _URL_SAFE = re.compile(r"^\^(\[[A-Za-z0-9_\\.\-]+\][*+]?|\\\.)+\$$")
-
-
-@pytest.fixture(scope="module")
-def document() -> dict[str, Any]:
-    app = create_app(Settings(_env_file=None, environment="test"))
-    return json.loads(json.dumps(app.openapi()))
-
-
-def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            if method in METHODS:
-                yield method, path, operation
 
 
 def _schema(document: dict[str, Any], name: str) -> dict[str, Any]:
@@ -96,7 +83,7 @@ class TestBodies:
 
 class TestOperations:
     def test_every_response_names_its_request_id(self, document: dict[str, Any]) -> None:
-        for method, path, operation in _operations(document):
+        for method, path, operation in each_operation(document):
             for status, response in operation["responses"].items():
                 header = response.get("headers", {}).get("X-Request-ID")
                 assert header, f"{method} {path} {status}"
@@ -105,34 +92,34 @@ class TestOperations:
     def test_every_operation_documents_the_url_limit_and_failure(
         self, document: dict[str, Any]
     ) -> None:
-        for method, path, operation in _operations(document):
+        for method, path, operation in each_operation(document):
             assert {"414", "500"} <= set(operation["responses"]), f"{method} {path}"
 
     def test_bodies_document_their_errors(self, document: dict[str, Any]) -> None:
-        for method, path, operation in _operations(document):
+        for method, path, operation in each_operation(document):
             if "requestBody" in operation:
                 assert {"400", "413", "415"} <= set(operation["responses"]), f"{method} {path}"
 
     def test_if_match_documents_412(self, document: dict[str, Any]) -> None:
-        for method, path, operation in _operations(document):
+        for method, path, operation in each_operation(document):
             names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
             if "If-Match" in names:
                 assert "412" in operation["responses"], f"{method} {path}"
 
     def test_no_parameter_is_nullable(self, document: dict[str, Any]) -> None:
-        for method, path, operation in _operations(document):
+        for method, path, operation in each_operation(document):
             for parameter in operation.get("parameters", []):
                 assert "null" not in json.dumps(parameter["schema"]), (method, path, parameter)
 
     def test_user_id_length(self, document: dict[str, Any]) -> None:
-        for _, path, operation in _operations(document):
+        for _, path, operation in each_operation(document):
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "user_id":
                     assert parameter["schema"]["minLength"] == 1, path
                     assert parameter["schema"]["maxLength"] == 255, path
 
     def test_create_links_to_every_operation_on_its_task(self, document: dict[str, Any]) -> None:
-        operations = {op["operationId"]: (path, op) for _, path, op in _operations(document)}
+        operations = {op["operationId"]: (path, op) for _, path, op in each_operation(document)}
         _, create = operations["create_task"]
         links = create["responses"]["201"]["links"]
         on_task = {
@@ -183,7 +170,7 @@ def document_ref(document: dict[str, Any], ref: str) -> dict[str, Any]:
 def test_every_valid_url_fits_the_limit(document: dict[str, Any]) -> None:
     """The longest URL each operation's parameters allow, in 4-byte characters, is one the
     server answers: a new query parameter needs limits that keep it so."""
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         length = len(path.encode())
         for parameter in operation.get("parameters", []):
             schema = parameter["schema"]
@@ -200,7 +187,7 @@ def test_every_valid_url_fits_the_limit(document: dict[str, Any]) -> None:
 
 
 def test_examples_in_parameters_and_headers_match(document: dict[str, Any]) -> None:
-    for method, path, operation in _operations(document):
+    for method, path, operation in each_operation(document):
         items = list(operation.get("parameters", []))
         for response in operation["responses"].values():
             items.extend(response.get("headers", {}).values())

@@ -1,7 +1,5 @@
 """GET /api/{user_id}/changes: the feed's rules one by one, and `meta.sync_token` of the list."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +11,7 @@ from tasks_api.config import Settings
 from tasks_api.services import sync_token
 from tasks_api.services.cursor import CursorSigner
 from tests.support.auth import User, make_token
+from tests.support.database import as_user
 
 
 def changes_url(user: User) -> str:
@@ -40,16 +39,6 @@ def summary(body: dict[str, Any]) -> list[tuple[str, str]]:
         (item["type"], item["task"]["id"] if item["type"] == "upsert" else item["id"])
         for item in body["data"]
     ]
-
-
-@asynccontextmanager
-async def as_user(db: asyncpg.Connection, user: User) -> AsyncIterator[asyncpg.Connection]:
-    async with db.transaction():
-        await db.execute(
-            "SELECT set_config('role', 'tasks_app', true), set_config('app.user_id', $1, true)",
-            user.id,
-        )
-        yield db
 
 
 def assert_bad_since(response: httpx.Response, field: str = "since") -> None:

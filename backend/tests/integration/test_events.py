@@ -16,6 +16,7 @@ from tasks_api.change_listener import ChangeListener, connector
 from tasks_api.config import Settings
 from tasks_api.main import create_app
 from tests.support.auth import User, make_token
+from tests.support.database import as_user
 from tests.support.live import Stream, open_stream, serve
 
 KEEPALIVE_SECONDS = 0.3
@@ -269,11 +270,7 @@ class TestListenerRegistry:
 
     @staticmethod
     async def registered(db: Any, user: User) -> list[str]:
-        async with db.transaction():
-            await db.execute(
-                "SELECT set_config('role', 'tasks_app', true), set_config('app.user_id', $1, true)",
-                user.id,
-            )
+        async with as_user(db, user):
             rows = await db.fetch("SELECT instance FROM task_listeners")
         return [row["instance"] for row in rows]
 

@@ -2,8 +2,6 @@
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,21 +16,11 @@ from tasks_api.repositories import idempotency_repository
 from tasks_api.schemas.task import TaskCreate
 from tasks_api.services import idempotency_service
 from tests.support.auth import User
+from tests.support.database import as_user
 
 
 def keyed(user: User, key: str) -> dict[str, str]:
     return {**user.headers, "Idempotency-Key": key}
-
-
-@asynccontextmanager
-async def as_user(db: asyncpg.Connection, user: User) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction on the raw connection as the app role for `user`, as the API runs."""
-    async with db.transaction():
-        await db.execute(
-            "SELECT set_config('role', 'tasks_app', true), set_config('app.user_id', $1, true)",
-            user.id,
-        )
-        yield db
 
 
 async def stored_task_ids(db: asyncpg.Connection, user: User) -> list[str]:

@@ -5,8 +5,6 @@ a notification, and a user's writers are serialized by the user's lock."""
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -15,18 +13,9 @@ import pytest
 from fractional_indexing import FIError, generate_key_between
 
 from tests.support.auth import User
+from tests.support.database import as_user
 
 pytestmark = pytest.mark.asyncio
-
-
-@asynccontextmanager
-async def as_user(db: asyncpg.Connection, user: User) -> AsyncIterator[asyncpg.Connection]:
-    async with db.transaction():
-        await db.execute(
-            "SELECT set_config('role', 'tasks_app', true), set_config('app.user_id', $1, true)",
-            user.id,
-        )
-        yield db
 
 
 async def sync_row(db: asyncpg.Connection, user: User) -> dict[str, Any]:

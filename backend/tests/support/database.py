@@ -9,12 +9,14 @@ import asyncio
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
+
+from tests.support.auth import User
 
 OWNER_ROLE = "tasks_owner"
 OWNER_PASSWORD = "tasks_owner_test_password"
@@ -119,3 +121,14 @@ def run_alembic(url: str, action: str, revision: str) -> None:
 
 async def alembic(url: str, action: str, revision: str) -> None:
     await asyncio.to_thread(run_alembic, url, action, revision)
+
+
+@asynccontextmanager
+async def as_user(db: asyncpg.Connection, user: User) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on a raw connection as the app role for `user`, as the API runs."""
+    async with db.transaction():
+        await db.execute(
+            "SELECT set_config('role', 'tasks_app', true), set_config('app.user_id', $1, true)",
+            user.id,
+        )
+        yield db

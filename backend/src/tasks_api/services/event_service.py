@@ -67,12 +67,16 @@ async def _register(context: StreamContext) -> None:
     """This instance's row in task_listeners, before the first read: from its commit on,
     every write of the user notifies (specs/sync.md, "Listeners")."""
     hub, database, user_id = context.hub, context.database, context.user_id
-    hub.on_user_idle = lambda idle: _unregister_later(database, hub, idle)
     async with hub.registration(user_id), database.transaction(user_id) as tx:
         await listener_repository.register(tx, user_id, hub.instance)
 
 
 _unregistering: set[asyncio.Task[None]] = set()
+
+
+def track_listeners(hub: ChangeHub, database: Database) -> None:
+    """When the instance's last stream of a user closes, its task_listeners row goes."""
+    hub.on_user_idle = lambda user_id: _unregister_later(database, hub, user_id)
 
 
 def _unregister_later(database: Database, hub: ChangeHub, user_id: str) -> None:
