@@ -200,6 +200,34 @@ class TestStatements:
             await db.execute("DELETE FROM tasks WHERE 'bulk' = ANY(tags) AND NOT is_completed")
         await assert_exact(client, db, alice)
 
+    @pytest.mark.parametrize(
+        "change",
+        [
+            # Each statement writes every task; the counts move only if what they count did
+            # (migration 0006 skips them when the multiset of tags, states and dates is kept).
+            "title = title || '!'",
+            "tags = CASE WHEN title = 'A' THEN '{work}' WHEN title = 'B' THEN '{home}'"
+            " ELSE tags END",
+            "due_at = CASE WHEN title = 'C' THEN due_at + interval '2 days' ELSE due_at END",
+            "is_completed = (title = 'A'), completed_at = CASE WHEN title = 'A' THEN now() END",
+            "tags = CASE WHEN title = 'A' THEN '{errand,home}' ELSE tags END",
+        ],
+    )
+    async def test_statements_that_keep_or_move_what_is_counted(
+        self,
+        client: httpx.AsyncClient,
+        db: asyncpg.Connection,
+        alice: User,
+        create_task: Any,
+        change: str,
+    ) -> None:
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        for title, tags in (("A", ["home"]), ("B", ["work"]), ("C", ["home", "work"])):
+            await create_task(alice, title=title, tags=tags, due_at=yesterday.isoformat())
+        async with as_user(db, alice):
+            await db.execute(f"UPDATE tasks SET {change}")
+        await assert_exact(client, db, alice)
+
     async def test_a_rolled_back_transaction_moves_nothing(
         self, client: httpx.AsyncClient, db: asyncpg.Connection, alice: User, create_task: Any
     ) -> None:

@@ -265,7 +265,7 @@ class TestMoveRaces:
             request = asyncio.create_task(move(client, alice, c, a))
             for _ in range(500):
                 waiting = await watcher.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'"
                 )
                 if waiting or request.done():
                     break
