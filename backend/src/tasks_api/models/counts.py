@@ -1,7 +1,7 @@
 """Per-user counts that /stats and list totals read instead of counting tasks (issue 14).
 
-Maintained only by the triggers on `tasks` of migration 0005, in the writing statement's own
-transaction, serialized per user by the task_sync row lock (migration 0004).
+Maintained only by the triggers on `tasks` (migrations 0005 and 0006), in the writing
+statement's own transaction, serialized per user by the user's write lock (specs/sync.md).
 """
 
 from datetime import date

@@ -14,9 +14,10 @@ def _counter() -> Column[int]:
 class TaskSync(SQLModel, table=True):
     """One row per user: the sync position of the user's data and the user's counts.
 
-    Maintained only by the triggers on `tasks` (migration 0004, specs/sync.md). Its row lock,
-    taken before a writing statement touches any task, orders a user's writes, so sync
-    positions commit in the order they were handed out.
+    Maintained only by the triggers on `tasks` (migrations 0004 and 0006, specs/sync.md). The
+    user's write lock (an advisory lock since 0006), taken before a writing statement touches
+    any task, orders a user's writes, so sync positions commit in the order they were handed
+    out.
     """
 
     __tablename__ = "task_sync"

@@ -10,7 +10,7 @@ from asyncpg import Record
 
 from tasks_api.database import Database
 from tasks_api.errors import NotFound, ValidationFailed
-from tasks_api.repositories import task_repository
+from tasks_api.repositories import list_repository, task_repository
 from tasks_api.schemas.task import TaskUpdate
 from tasks_api.schemas.task_query import TaskListQuery
 from tasks_api.services import sync_token, task_operations
@@ -40,11 +40,11 @@ async def list_tasks(
     if query.cursor is not None:
         try:
             segment, values = signer.decode(scope, query.cursor)
-            after = task_repository.parse_position(query, segment, values)
+            after = list_repository.parse_position(query, segment, values)
         except (ValueError, TypeError) as error:
             raise ValidationFailed.field("cursor", _BAD_CURSOR) from error
     async with database.transaction(user_id) as tx:
-        page = await task_repository.list_page(tx, user_id, query, after=after)
+        page = await list_repository.list_page(tx, user_id, query, after=after)
     next_cursor = None
     if page.next_position is not None:
         next_cursor = signer.encode(scope, page.next_position)
