@@ -12,11 +12,15 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from tests.support.auth import User
+
+if TYPE_CHECKING:
+    from tasks_api.embedded_db import EmbeddedPostgres
 
 OWNER_ROLE = "tasks_owner"
 OWNER_PASSWORD = "tasks_owner_test_password"
@@ -99,11 +103,33 @@ def test_cluster() -> Iterator[TestCluster]:
         data_dir = Path(tmp) / "data"
         # The server runs as its own system user when we are root: it must reach its dir.
         os.chmod(tmp, 0o755)  # noqa: S103
-        server = EmbeddedPostgres(data_dir)
+        server = _with_connection_limit(EmbeddedPostgres(data_dir), data_dir)
         try:
             yield TestCluster(server.url())
         finally:
             server.stop()
+
+
+# The suite holds up to ~100 connections at its peak (the session app's pool, the racing
+# tests' overflow, the apps of the event, instance and schemathesis tests, their listeners):
+# PostgreSQL's default of 100 left no headroom, and a slow machine closing connections late
+# ran out of slots.
+MAX_CONNECTIONS = 300
+
+
+def _with_connection_limit(server: "EmbeddedPostgres", data_dir: Path) -> "EmbeddedPostgres":
+    async def configure() -> None:
+        connection = await asyncpg.connect(server.url())
+        try:
+            await connection.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
+        finally:
+            await connection.close()
+
+    from tasks_api.embedded_db import EmbeddedPostgres
+
+    asyncio.run(configure())
+    server.stop()  # max_connections takes a restart
+    return EmbeddedPostgres(data_dir)
 
 
 def run_alembic(url: str, action: str, revision: str) -> None:
