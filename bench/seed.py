@@ -294,11 +294,15 @@ async def _connect(dsn: str) -> Any:
 
     conn = await asyncpg.connect(dsn)
     await _pin_to_all_cpus(conn)
-    # Synchronous commits (the cluster's default is off): VACUUM may not set the visibility
-    # map of rows whose commit is not on disk yet.
+    # Every index sort in memory (the largest takes 1.6 GB at 10 million rows; two run at a
+    # time), and the GROUP BYs of the counts too (~1 million (user, day) groups). Each scan
+    # from the first page: a synchronized scan joins one under way in the middle of the
+    # table, and the heap's presorted order reaches the sort rotated (the created, position
+    # and sync_seq builds took 2-3 times the CPU). Synchronous commits (the cluster's default
+    # is off): VACUUM may not set the visibility map of rows whose commit is not on disk yet.
     await conn.execute(
-        "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 0;"
-        "SET synchronous_commit = on"
+        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = 0;"
+        "SET work_mem = '512MB'; SET synchronize_seqscans = off; SET synchronous_commit = on"
     )
     return conn
 
@@ -359,6 +363,41 @@ async def _copy_load(dsn: str, users: list[str], now: datetime, tasks: int, seed
         await target_conn.close()
 
 
+async def _drop_indexes(conn: Any) -> tuple[list[tuple[int, str]], list[str]]:
+    """Drop the indexes of `tasks`; return the statements that build them again, each with a
+    rough cost (for the order of the builds), and those that attach the constraints that own
+    an index (the primary key) to its rebuilt index afterwards. ALTER TABLE ... ADD PRIMARY
+    KEY would build its index under an ACCESS EXCLUSIVE lock: every other build and count
+    waits for it; CREATE UNIQUE INDEX takes a SHARE lock, which they share, and attaching
+    the index is instant."""
+    indexes = await conn.fetch(
+        """
+        SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition, c.conname,
+               c.contype, pg_get_constraintdef(c.oid) AS constraint_definition,
+               x.indnatts * CASE WHEN x.indpred IS NULL THEN 2 ELSE 1 END AS cost
+        FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+        LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+        WHERE x.indrelid = 'tasks'::regclass
+        """
+    )
+    builds: list[tuple[int, str]] = []
+    attach: list[str] = []
+    for index in indexes:
+        if not index["conname"]:
+            await conn.execute(f'DROP INDEX "{index["name"]}"')
+            builds.append((index["cost"], index["definition"]))
+            continue
+        await conn.execute(f'ALTER TABLE tasks DROP CONSTRAINT "{index["conname"]}"')
+        add = f'ALTER TABLE tasks ADD CONSTRAINT "{index["conname"]}" '
+        if index["contype"] in ("p", "u") and index["conname"] == index["name"]:
+            kind = "PRIMARY KEY" if index["contype"] == "p" else "UNIQUE"
+            builds.append((index["cost"], index["definition"]))
+            attach.append(f'{add}{kind} USING INDEX "{index["name"]}"')
+        else:
+            builds.append((index["cost"], add + index["constraint_definition"]))
+    return builds, attach
+
+
 def count_statements() -> list[str]:
     """What the write triggers would have kept, from the rows: task_sync's counters and sync
     position, task_tag_counts, task_due_counts (one INSERT ... SELECT ... GROUP BY each)."""
@@ -399,26 +438,7 @@ async def seed(args: argparse.Namespace) -> int:
         )
         # Indexes are built after the load (one sort each instead of 10 million inserts into
         # each btree).
-        indexes = await conn.fetch(
-            """
-            SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition, c.conname,
-                   pg_get_constraintdef(c.oid) AS constraint_definition
-            FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-            LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
-            WHERE x.indrelid = 'tasks'::regclass
-            """
-        )
-        rebuild = []
-        for index in indexes:
-            if index["conname"]:
-                await conn.execute(f'ALTER TABLE tasks DROP CONSTRAINT "{index["conname"]}"')
-                rebuild.append(
-                    f'ALTER TABLE tasks ADD CONSTRAINT "{index["conname"]}" '
-                    f"{index['constraint_definition']}"
-                )
-            else:
-                await conn.execute(f'DROP INDEX "{index["name"]}"')
-                rebuild.append(index["definition"])
+        builds, attach = await _drop_indexes(conn)
         # The write triggers are dropped, not disabled, for the load: the seed fills what
         # they maintain. A disabled trigger still shapes the statement: COPY inserts row by
         # row when the table has BEFORE ROW triggers (no multi-insert, no visibility map),
@@ -440,7 +460,15 @@ async def seed(args: argparse.Namespace) -> int:
         await _copy_load(args.dsn, users, now, args.tasks, args.seed)
         timings["insert"] = time.perf_counter() - t
         t = time.perf_counter()
-        await _in_parallel(args.dsn, [*count_statements(), *rebuild], args.workers)
+        # Longest first, so that the last job on one connection does not leave the other
+        # idle for long (the cost is a guess: columns, halved for a partial index); the
+        # counts are mid-sized.
+        builds.sort(key=lambda build: -build[0])
+        statements = [sql for _, sql in builds]
+        jobs = [*statements[:4], *count_statements(), *statements[4:]]
+        await _in_parallel(args.dsn, jobs, args.workers)
+        for sql in attach:
+            await conn.execute(sql)
         for trigger in triggers:
             await conn.execute(trigger["definition"])
         await conn.execute(
