@@ -29,6 +29,7 @@ Create Date: 2026-12-02
 """
 
 from collections.abc import Sequence
+from types import ModuleType
 
 from alembic import context, op
 
@@ -67,31 +68,10 @@ def _record(rows: str) -> str:
                 WHERE EXISTS (SELECT FROM task_listeners AS l WHERE l.user_id = r.user_id);"""
 
 
-_OPEN = "CASE WHEN is_completed THEN 0 ELSE n END"
-_DONE = "CASE WHEN is_completed THEN n ELSE 0 END"
-
-
-def _move_counts(rows: str) -> str:
-    """Move task_tag_counts and task_due_counts by `rows` (user_id, tags, is_completed,
-    due_at, n = +1 or -1), as migration 0005 does."""
-    return f"""
-            INSERT INTO task_tag_counts AS c (user_id, tag, open, done)
-                SELECT user_id, tag, sum({_OPEN}), sum({_DONE})
-                FROM ({rows}) AS d,
-                     LATERAL (SELECT DISTINCT tag FROM unnest(d.tags) AS tag) AS t
-                GROUP BY user_id, tag
-                HAVING sum({_OPEN}) <> 0 OR sum({_DONE}) <> 0
-                ORDER BY user_id, tag
-                ON CONFLICT (user_id, tag)
-                    DO UPDATE SET open = c.open + excluded.open, done = c.done + excluded.done;
-            INSERT INTO task_due_counts AS c (user_id, due_day, open)
-                SELECT user_id, (due_at AT TIME ZONE 'UTC')::date, sum(n)
-                FROM ({rows}) AS d
-                WHERE due_at IS NOT NULL AND NOT is_completed
-                GROUP BY 1, 2
-                HAVING sum(n) <> 0
-                ORDER BY 1, 2
-                ON CONFLICT (user_id, due_day) DO UPDATE SET open = c.open + excluded.open;"""
+def _previous(revision: str) -> ModuleType:
+    # An earlier revision's own code (through alembic, which loaded it): 0005's count SQL for
+    # the upgrade, 0004's and 0005's definitions for the downgrade, with no second copy here.
+    return context.script.get_revision(revision).module
 
 
 def _rows(table: str, n: int) -> str:
@@ -103,8 +83,11 @@ _OLD = _rows("old_rows", -1)
 # Rows a statement inserts or deletes that tag or due-day counts see.
 _COUNTED = "tags <> '{}' OR (due_at IS NOT NULL AND NOT is_completed)"
 
-FUNCTIONS = [
-    f"""
+
+def _functions() -> list[str]:
+    move_counts = _previous("0005")._move_counts
+    return [
+        f"""
     CREATE OR REPLACE FUNCTION task_sync_lock(u text) RETURNS void
     LANGUAGE plpgsql AS $$
     BEGIN
@@ -112,7 +95,7 @@ FUNCTIONS = [
     END
     $$
     """,
-    f"""
+        f"""
     CREATE OR REPLACE FUNCTION tasks_lock_user() RETURNS trigger
     LANGUAGE plpgsql AS $$
     DECLARE
@@ -127,7 +110,7 @@ FUNCTIONS = [
     END
     $$
     """,
-    """
+        """
     CREATE OR REPLACE FUNCTION tasks_before_write() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
@@ -146,7 +129,7 @@ FUNCTIONS = [
     END
     $$
     """,
-    f"""
+        f"""
     CREATE OR REPLACE FUNCTION tasks_after_write() RETURNS trigger
     LANGUAGE plpgsql AS $$
     DECLARE
@@ -157,7 +140,7 @@ FUNCTIONS = [
         IF TG_OP = 'INSERT' THEN
             {_record(_NEW)}
             IF EXISTS (SELECT FROM new_rows WHERE {_COUNTED}) THEN
-                {_move_counts(_NEW)}
+                {move_counts(_NEW)}
             END IF;
         ELSIF TG_OP = 'UPDATE' THEN
             {_record(f"{_NEW} UNION ALL {_OLD}")}
@@ -167,14 +150,14 @@ FUNCTIONS = [
                 EXCEPT ALL
                 SELECT user_id, tags, is_completed, due_at FROM old_rows
             ) THEN
-                {_move_counts(f"{_NEW} UNION ALL {_OLD}")}
+                {move_counts(f"{_NEW} UNION ALL {_OLD}")}
             END IF;
         ELSE
             INSERT INTO task_tombstones (user_id, task_id, seq)
                 SELECT user_id, id, nextval('task_change_seq') FROM old_rows ORDER BY id;
             {_record(_OLD)}
             IF EXISTS (SELECT FROM old_rows WHERE {_COUNTED}) THEN
-                {_move_counts(_OLD)}
+                {move_counts(_OLD)}
             END IF;
             retention := make_interval(days => coalesce(
                 nullif(current_setting('app.sync_retention_days', true), ''), '30')::int);
@@ -193,7 +176,8 @@ FUNCTIONS = [
     END
     $$
     """,
-]
+    ]
+
 
 # Migration 0005's, now done by 0004's triggers with the bodies above.
 FOLDED_TRIGGERS = (
@@ -217,14 +201,8 @@ def upgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON tasks")
     for function in FOLDED_FUNCTIONS:
         op.execute(f"DROP FUNCTION IF EXISTS {function}")
-    for statement in FUNCTIONS:
+    for statement in _functions():
         op.execute(statement)
-
-
-def _previous(revision: str) -> object:
-    # The earlier revisions' own definitions, so that a downgrade restores exactly what they
-    # created (through alembic, which loaded them: no second copy of that SQL here).
-    return context.script.get_revision(revision).module
 
 
 def downgrade() -> None:

@@ -16,7 +16,7 @@ from tasks_api.repositories import idempotency_repository
 from tasks_api.schemas.task import TaskCreate
 from tasks_api.services import idempotency_service
 from tests.support.auth import User
-from tests.support.database import as_user
+from tests.support.database import as_user, lock_waits
 
 
 def keyed(user: User, key: str) -> dict[str, str]:
@@ -309,13 +309,7 @@ class TestInFlight:
             request = asyncio.create_task(
                 client.post(alice.tasks_url, json={"title": "x"}, headers=keyed(alice, "k"))
             )
-            for _ in range(500):
-                waiting = await watcher.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
-                )
-                if waiting or request.done():
-                    break
-                await asyncio.sleep(0.01)
+            waiting = await lock_waits(watcher, request, "transactionid")
             assert waiting == 1, "the API's upsert should be waiting for the staged key"
             await transaction.commit()
             response = await asyncio.wait_for(request, timeout=10)

@@ -11,6 +11,7 @@ from uuid_utils.compat import uuid7
 
 from tests.integration.test_concurrency import etag_of, statuses, stored_tasks
 from tests.support.auth import User
+from tests.support.database import lock_waits
 
 CreateTask = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -263,13 +264,7 @@ class TestMoveRaces:
                 "UPDATE tasks SET position = tasks_key_between($1, NULL) WHERE id = $2", last, a
             )
             request = asyncio.create_task(move(client, alice, c, a))
-            for _ in range(500):
-                waiting = await watcher.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'"
-                )
-                if waiting or request.done():
-                    break
-                await asyncio.sleep(0.01)
+            waiting = await lock_waits(watcher, request, "advisory")
             assert waiting == 1, "the move should be waiting for the user's lock"
             await transaction.commit()
             response = await asyncio.wait_for(request, timeout=10)

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -158,3 +158,19 @@ async def as_user(db: asyncpg.Connection, user: User) -> AsyncIterator[asyncpg.C
             user.id,
         )
         yield db
+
+
+async def lock_waits(
+    watcher: asyncpg.Connection, request: "asyncio.Task[Any]", locktype: str
+) -> int:
+    """How many lock requests of `locktype` wait, once one does or `request` has finished
+    (at most ~5 s): a test's way to know its request is blocked behind the lock it holds."""
+    waiting = 0
+    for _ in range(500):
+        waiting = await watcher.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = $1", locktype
+        )
+        if waiting or request.done():
+            break
+        await asyncio.sleep(0.01)
+    return waiting
