@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from fractional_indexing import generate_n_keys_between
 
 from tasks_api.models.task import POSITION_MAX
@@ -90,3 +91,37 @@ class TestRebalance:
         assert max(lengths) <= ordering.REBALANCE_AT
         assert any(b < a for a, b in itertools.pairwise(lengths)), "never rebalanced"
         assert await manual_order(client, alice) == [anchor, movers[1], movers[0], following]
+
+
+# Migration 0007 rewrote the database's rule for a key; it must accept exactly the keys the
+# contract allows: one to POSITION_MAX ASCII letters and digits.
+@pytest.mark.parametrize(
+    ("key", "allowed"),
+    [
+        ("a", True),
+        ("Zz09", True),
+        ("a" * POSITION_MAX, True),
+        ("a" * (POSITION_MAX + 1), False),
+        ("", False),
+        ("a-b", False),
+        ("a b", False),
+        ("a\n", False),
+        ("\na", False),
+        ("é", False),
+        ("a" * POSITION_MAX + "\n", False),
+    ],
+)
+async def test_the_database_holds_keys_to_the_contracts_alphabet_and_length(
+    alice: User, create_task: CreateTask, db: asyncpg.Connection, key: str, allowed: bool
+) -> None:
+    (task_id,) = await make(create_task, alice, 1)
+    async with as_user(db, alice):
+        update = db.execute("UPDATE tasks SET position = $1 WHERE id = $2", key, task_id)
+        if allowed:
+            await update
+        else:
+            with pytest.raises(asyncpg.CheckViolationError) as refused:
+                await update
+            assert refused.value.constraint_name == "ck_tasks_position_format"
+    stored = {str(r["id"]): r["position"] for r in await stored_tasks(db, alice)}
+    assert (stored[task_id] == key) is allowed

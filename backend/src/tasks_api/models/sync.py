@@ -1,7 +1,7 @@
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Text, func
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, func
 from sqlmodel import Field, SQLModel
 
 from tasks_api.models.task import Priority
@@ -21,9 +21,8 @@ class TaskSync(SQLModel, table=True):
     """
 
     __tablename__ = "task_sync"
-    __table_args__ = (
-        CheckConstraint("char_length(user_id) BETWEEN 1 AND 255", name="user_id_length"),
-    )
+    # No CHECK on user_id: only the triggers write it, copied from a task whose user_id
+    # `tasks` checks; every write would pay for the check again (migration 0007).
 
     user_id: str = Field(primary_key=True, sa_type=Text)
     # The last sync position handed out for this user (0: none yet).
