@@ -316,7 +316,11 @@ async def _in_parallel(dsn: str, jobs: list[str], workers: int) -> None:
         conn = await _connect(dsn)
         try:
             while queue:
-                await conn.execute(queue.pop())
+                job = queue.pop()
+                t = time.perf_counter()
+                await conn.execute(job)
+                if os.environ.get("SEED_TRACE"):
+                    print(f"  {time.perf_counter() - t:6.1f} s  {job[:90]}", flush=True)
         finally:
             await conn.close()
 
@@ -374,7 +378,7 @@ async def _drop_indexes(conn: Any) -> tuple[list[tuple[int, str]], list[str]]:
     indexes = await conn.fetch(
         """
         SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition, c.conname,
-               c.contype, pg_get_constraintdef(c.oid) AS constraint_definition,
+               c.contype::text AS contype, pg_get_constraintdef(c.oid) AS constraint_definition,
                x.indnatts * CASE WHEN x.indpred IS NULL THEN 2 ELSE 1 END AS cost
         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
         LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
