@@ -42,7 +42,14 @@ case "${1:-}" in
     mkdir -p "$DIR"
     [ -n "$run_user" ] && chown "$run_user" "$DIR"
     chmod 700 "$DIR"
-    as_owner "$PGBIN/initdb" -U postgres --auth=trust --encoding=UTF8 --no-sync -D "$DIR" >/dev/null
+    # The builtin provider's C.UTF-8 (PostgreSQL 17+): the same code point order as libc's
+    # C.UTF-8, but text compares with memcmp and sorts use abbreviated keys, where libc's
+    # calls strcoll for every comparison (every index on (user_id, ...)). README, "Deploy".
+    locale=()
+    major="$("$PGBIN/postgres" --version | awk '{print $3}' | cut -d. -f1)"
+    [ "$major" -ge 17 ] && locale=(--locale-provider=builtin --builtin-locale=C.UTF-8)
+    as_owner "$PGBIN/initdb" -U postgres --auth=trust --encoding=UTF8 --no-sync "${locale[@]}" \
+      -D "$DIR" >/dev/null
     cat >>"$DIR/postgresql.conf" <<EOF
 # --- bench/cluster.sh ---
 listen_addresses = '127.0.0.1'
