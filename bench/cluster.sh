@@ -44,7 +44,8 @@ case "${1:-}" in
     chmod 700 "$DIR"
     # The builtin provider's C.UTF-8 (PostgreSQL 17+): the same code point order as libc's
     # C.UTF-8, but text compares with memcmp and sorts use abbreviated keys, where libc's
-    # calls strcoll for every comparison (every index on (user_id, ...)). README, "Deploy".
+    # calls strcoll for every comparison (every index on (user_id, ...)). README,
+    # "Deploying on Neon".
     locale=()
     major="$("$PGBIN/postgres" --version | awk '{print $3}' | cut -d. -f1)"
     [ "$major" -ge 17 ] && locale=(--locale-provider=builtin --builtin-locale=C.UTF-8)

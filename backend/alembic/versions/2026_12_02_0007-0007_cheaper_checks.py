@@ -16,8 +16,8 @@ path's cost"):
 
 On existing data without a long lock: the new position constraint is added NOT VALID (a
 moment's ACCESS EXCLUSIVE lock, no scan) and validated under SHARE UPDATE EXCLUSIVE (writes
-go on during the scan); then, in one short transaction, the old one is dropped and the new
-one takes its name. The downgrade puts both back the same way.
+go on during the scan); then the old one is dropped (the new one already holds the rule)
+and the new one takes its name. The downgrade puts both back the same way.
 
 Revision ID: 0007
 Revises: 0006
@@ -47,18 +47,11 @@ def _add_validated(table: str, name: str, check: str) -> None:
 
 
 def _replace_position(check: str) -> None:
+    # Once the new constraint is validated it holds the rule on its own: dropping the old
+    # one and renaming need no transaction around them.
     _add_validated("tasks", f"{POSITION}_next", check)
-    bind = op.get_bind()
-    # In the autocommit block SQLAlchemy sends no BEGIN of its own: one transaction, so that
-    # no moment has neither constraint.
-    bind.exec_driver_sql("BEGIN")
-    try:
-        bind.exec_driver_sql(f"ALTER TABLE tasks DROP CONSTRAINT {POSITION}")
-        bind.exec_driver_sql(f"ALTER TABLE tasks RENAME CONSTRAINT {POSITION}_next TO {POSITION}")
-    except BaseException:
-        bind.exec_driver_sql("ROLLBACK")
-        raise
-    bind.exec_driver_sql("COMMIT")
+    op.execute(f"ALTER TABLE tasks DROP CONSTRAINT {POSITION}")
+    op.execute(f"ALTER TABLE tasks RENAME CONSTRAINT {POSITION}_next TO {POSITION}")
 
 
 def upgrade() -> None:
