@@ -9,6 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tasks_api.auth import tokens
 from tasks_api.auth.jwks import JwksCache, KeysUnavailable, parse_jwks
 from tasks_api.auth.tokens import ExpiredToken, InvalidToken, TokenVerifier
 from tasks_api.config import ConfigError, Settings
@@ -343,3 +344,110 @@ class TestTokenVerifier:
         assert error.value.message == "The bearer token is invalid."
         assert error.value.__cause__ is None
         assert error.value.__suppress_context__
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestVerifiedTokenReuse:
+    """A token verified once is taken again without PyJWT while the key that verified it is
+    still trusted; its `exp` holds on every reuse, and nothing else is taken for it."""
+
+    @pytest.fixture
+    def decodes(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        calls: list[str] = []
+        decode = jwt.decode
+
+        def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(token)
+            return decode(token, *args, **kwargs)
+
+        monkeypatch.setattr(jwt, "decode", counting)
+        return calls
+
+    async def test_a_verified_token_is_reused(self, decodes: list[str]) -> None:
+        verifier = TokenVerifier(Settings(_env_file=None, jwt_secret=TEST_SECRET))
+        token = hmac_token({"alg": "HS256"}, claims(), TEST_SECRET)
+        for _ in range(3):
+            assert await verifier.verify(token) == "alice"
+        assert len(decodes) == 1
+
+    async def test_a_withdrawn_key_ends_the_reuse(
+        self, server: JwksServer, key: SigningKey, decodes: list[str]
+    ) -> None:
+        verifier = TokenVerifier(
+            Settings(_env_file=None, jwks_url=server.url, jwks_refresh_interval_seconds=0.01)
+        )
+        token = key.sign(claims())
+        try:
+            assert await verifier.verify(token) == "alice"
+            assert await verifier.verify(token) == "alice"
+            assert len(decodes) == 1
+            rotated = SigningKey.generate("EdDSA")
+            server.publish(rotated)
+            await asyncio.sleep(0.02)
+            # Another token with an unknown kid makes the API fetch the new set.
+            with pytest.raises(InvalidToken):
+                await verifier.verify(key.sign(claims(), kid=random_id()))
+            assert server.fetches == 2
+            with pytest.raises(InvalidToken):
+                await verifier.verify(token)
+        finally:
+            await verifier.aclose()
+
+    async def test_a_reused_token_still_expires(self, decodes: list[str]) -> None:
+        clock = _Clock()
+        verifier = TokenVerifier(
+            Settings(_env_file=None, jwt_secret=TEST_SECRET, jwt_leeway_seconds=5), clock=clock
+        )
+        exp = int(clock.now) + 20
+        token = hmac_token({"alg": "HS256"}, claims(exp=exp), TEST_SECRET)
+        assert await verifier.verify(token) == "alice"
+        clock.now = exp + 4.9  # within the leeway
+        assert await verifier.verify(token) == "alice"
+        clock.now = exp + 5
+        with pytest.raises(ExpiredToken):
+            await verifier.verify(token)
+        assert len(decodes) == 1
+
+    async def test_only_the_exact_token_is_reused(self) -> None:
+        verifier = TokenVerifier(Settings(_env_file=None, jwt_secret=TEST_SECRET))
+        token = hmac_token({"alg": "HS256"}, claims(), TEST_SECRET)
+        assert await verifier.verify(token) == "alice"
+        message, _, signature = token.rpartition(".")
+        forged = f"{message}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+        with pytest.raises(InvalidToken):
+            await verifier.verify(forged)
+        other_user = hmac_token({"alg": "HS256"}, claims(sub="bob"), "wrong-" + "w" * 40)
+        with pytest.raises(InvalidToken):
+            await verifier.verify(other_user)
+
+    async def test_refused_tokens_are_not_remembered(self, decodes: list[str]) -> None:
+        verifier = TokenVerifier(Settings(_env_file=None, jwt_secret=TEST_SECRET))
+        token = hmac_token({"alg": "HS256"}, claims(), "wrong-" + "w" * 40)
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                await verifier.verify(token)
+        assert len(decodes) == 2
+
+    async def test_the_oldest_entry_goes_when_full(
+        self, decodes: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(tokens, "MAX_REUSED_TOKENS", 3)
+        verifier = TokenVerifier(Settings(_env_file=None, jwt_secret=TEST_SECRET))
+        issued = [
+            hmac_token({"alg": "HS256"}, claims(sub=f"user-{n}"), TEST_SECRET) for n in range(4)
+        ]
+        for token in issued:
+            await verifier.verify(token)
+        assert len(decodes) == 4
+        for token in issued[1:]:
+            await verifier.verify(token)  # still kept
+        assert len(decodes) == 4
+        assert await verifier.verify(issued[0]) == "user-0"  # dropped: verified again
+        assert len(decodes) == 5

@@ -1,12 +1,14 @@
 """Bearer token verification with PyJWT: algorithms pinned per key type, claims checked."""
 
+import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_encode
 
-from tasks_api.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
+from tasks_api.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache, KeyId
 from tasks_api.auth.refusals import RefusalLog, shown
 from tasks_api.config import Settings
 from tasks_api.errors import Unauthorized
@@ -19,6 +21,8 @@ HMAC_ALGORITHMS = frozenset({"HS256"})
 # Names of real JWS algorithms: a token naming one we do not accept points at a configuration
 # mismatch worth a log line; `none` or garbage is just a bad token.
 _KNOWN_ALGORITHMS = frozenset(jwt.algorithms.get_default_algorithms()) - {"none"}
+# Verified tokens remembered at most (the oldest goes first), ~1 KB each: see _Reusable.
+MAX_REUSED_TOKENS = 10_000
 _ISSUER_HINT = (
     "Better Auth puts the origin of its baseURL in iss and aud: scheme://host[:port], "
     "no path, no trailing slash"
@@ -47,6 +51,23 @@ class VerifiedToken(NamedTuple):
     expires_at: float
 
 
+class _Reusable(NamedTuple):
+    """A token that passed verification, taken again without PyJWT while the key that
+    verified it is still the one the API would use for it.
+
+    A client sends the same token with every request for the token's whole life, and its
+    signature and claims were ~10 % of a request's CPU. What can change about a verified
+    token is only time and keys: `exp` is checked on every reuse (`iat` and `nbf` were
+    checked against "not in the future", which stays true), and the key is looked up again
+    as verification would (the JWKS cache's own refresh, expiry and removal rules apply, and
+    a refetched set holds new key objects, so its tokens are verified once more).
+    """
+
+    verified: VerifiedToken
+    key: jwt.PyJWK
+    key_id: KeyId | None  # None: the JWT_SECRET
+
+
 class _PreparedHMAC(HMACAlgorithm):
     """HS256 whose secret passed PyJWT's key checks (no PEM, DER or SSH key passed off as an
     HMAC secret) once, at start-up: PyJWT would repeat them for every token."""
@@ -60,7 +81,7 @@ class _PreparedHMAC(HMACAlgorithm):
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         allowed = frozenset(settings.jwt_algorithms)
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._hmac_algorithms = HMAC_ALGORITHMS & allowed if self._secret else frozenset()
@@ -87,6 +108,9 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
         self._refusals = RefusalLog()
+        self._clock = clock
+        # Only tokens that passed: nothing a refused token sends is kept.
+        self._reusable: dict[str, _Reusable] = {}
         self._options: jwt.types.Options = {
             "require": ["exp"],
             # Without a configured audience an `aud` claim is not ours to judge.
@@ -103,6 +127,13 @@ class TokenVerifier:
         """The user the token speaks for and when it expires; a 401 (or 503) error if none."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken
+        reusable = self._reusable.get(token)
+        if reusable is not None and await self._still_trusted(reusable):
+            # PyJWT's rule: expired once `exp` <= now - leeway.
+            if reusable.verified.expires_at <= self._clock() - self._leeway:
+                raise ExpiredToken
+            return reusable.verified
+        key_id: KeyId | None = None
         if self._jwks is None and self._hmac_key is not None:
             # The secret is the only key: PyJWT checks `alg` against HS256 itself, so the
             # header need not be parsed twice.
@@ -113,6 +144,8 @@ class TokenVerifier:
             except jwt.PyJWTError:
                 raise InvalidToken from None
             algorithm, key = await self._key_for(header)
+            if key is not self._hmac_key:
+                key_id = (header.get("kid"), algorithm)
         try:
             claims = jwt.decode(
                 token,
@@ -129,7 +162,17 @@ class TokenVerifier:
             self._report(error, token)
             raise InvalidToken from None
         # PyJWT has checked that `exp` is there and a number.
-        return VerifiedToken(self._user_id(claims), float(claims["exp"]))
+        verified = VerifiedToken(self._user_id(claims), float(claims["exp"]))
+        if len(self._reusable) >= MAX_REUSED_TOKENS:
+            del self._reusable[next(iter(self._reusable))]
+        self._reusable[token] = _Reusable(verified, key, key_id)
+        return verified
+
+    async def _still_trusted(self, reusable: _Reusable) -> bool:
+        if reusable.key_id is None:
+            return reusable.key is self._hmac_key
+        assert self._jwks is not None  # a key id is only recorded for a JWKS key
+        return await self._jwks.get(*reusable.key_id) is reusable.key
 
     def _report(self, error: jwt.PyJWTError, token: str) -> None:
         """Log the refusals that a configuration explains (rate-limited, never the token).
