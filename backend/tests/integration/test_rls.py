@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from uuid_utils.compat import uuid7
 
+from tasks_api.config import Settings
 from tasks_api.database import APP_ROLE, Database, Query
 from tests.support.auth import User
 from tests.support.database import OWNER_ROLE
@@ -163,6 +164,21 @@ class TestApplicationRole:
         assert after[0] != APP_ROLE
         assert after[1] in (None, "")
 
+    async def test_each_transaction_carries_its_timeout_and_retention(
+        self, settings: Settings
+    ) -> None:
+        database = Database(
+            settings.model_copy(update={"db_statement_timeout_ms": 1234, "sync_retention_days": 7})
+        )
+        try:
+            transaction = database.transaction("someone")
+            row = await transaction.fetchrow(_LIMITS)
+            await transaction.commit()
+        finally:
+            await database.dispose()
+        assert row is not None
+        assert tuple(row) == ("1234ms", "7")
+
     async def test_a_nul_in_a_user_id_never_reaches_the_database(self, app: FastAPI) -> None:
         transaction = app.state.database.transaction("a\x00b")
         with pytest.raises(ValueError, match="NUL"):
@@ -221,3 +237,11 @@ class TestRoles:
         assert dict(role) == {"rolsuper": False, "rolbypassrls": False}
         owner = await db.fetchval("SELECT tableowner FROM pg_tables WHERE tablename = 'tasks'")
         assert owner == OWNER_ROLE
+
+
+_LIMITS = Query(
+    select(
+        func.current_setting("statement_timeout"),
+        func.current_setting("app.sync_retention_days"),
+    )
+)
