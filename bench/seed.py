@@ -14,9 +14,10 @@ WAL under wal_level=minimal); then the indexes are built again (--workers at a t
 bookkeeping the triggers would have kept is filled with one INSERT ... SELECT ... GROUP BY
 each (task_sync's counters and sync position, task_tag_counts, task_due_counts) alongside,
 the triggers are created again, and VACUUM (FREEZE, ANALYZE) gathers the statistics.
-10 million rows take two to three minutes on this VM (two CPUs); the seed's backends are
-allowed every CPU while it runs (the cluster is pinned to one). A seed that fails leaves
-`tasks` without its indexes and triggers: seed a throw-away database (run.py makes one).
+10 million rows take about a minute and a half on this VM (two CPUs; ~160 s of CPU); the
+seed's backends are allowed every CPU while it runs (the cluster is pinned to one). A seed
+that fails leaves `tasks` without its indexes and triggers: seed a throw-away database
+(run.py makes one).
 Data is deterministic for a given --seed but for the random bits of the ids (users, titles,
 timestamps relative to the run). Each user's tasks have positions in created order, newest
 first, like migration 0004's backfill.
