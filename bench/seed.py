@@ -193,10 +193,14 @@ def select_sql(tasks: int, seed: int) -> str:
     title = " || ' ' || ".join(f"{w}[1 + {_bits('r1', b, n_w)}]::text" for b in (0, 16, 32))
     fourth = f"{w}[1 + {_bits('r2', 32, n_w)}]::text"
     title += f" || CASE WHEN {_bits('r2', 48, 2)} = 0 THEN ' ' || {fourth} ELSE '' END || suffix"
-    tag_list = (
-        f"ARRAY[{t}[1 + a]::text, "
-        + ", ".join(f"{t}[1 + (a + {k}d) % {n_t}]::text" for k in ("", "2 * "))
-        + "]"
+    # 0-3 tags: the array is built with as many (not built with three, then sliced).
+    tag = [f"{t}[1 + (a + {i} * d) % {n_t}]::text" for i in range(3)]
+    tags = (
+        "CASE (ARRAY[0,0,1,1,1,2,2,3])[1 + "
+        + _bits("r2", 56, 8)
+        + "] WHEN 0 THEN '{}'::text[] "
+        + "".join(f"WHEN {k} THEN ARRAY[{', '.join(tag[:k])}] " for k in (1, 2))
+        + f"ELSE ARRAY[{', '.join(tag)}] END"
     )
     g = f"u.n * {tasks}::bigint + j.j"
     us = "1000000::bigint"
@@ -230,7 +234,7 @@ def select_sql(tasks: int, seed: int) -> str:
                    CASE WHEN {_bits("r1", 36, 2)} = 0
                         THEN now_us + ({_bits("r2", 12, 65535)} * 120 - 30 * 86400) * {us}
                    END AS due_at,
-                   ({tag_list})[1:(ARRAY[0,0,1,1,1,2,2,3])[1 + {_bits("r2", 56, 8)}]] AS tags,
+                   {tags} AS tags,
                    {_bits("r1", 52, 10)} < 3 AS done
             FROM (
                 SELECT *, {_bits("r1", 48, 65535)} % {step} AS x,
